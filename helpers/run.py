@@ -1,0 +1,113 @@
+"""One run: a model x dataset x seed, its parameters and its folder.
+
+A run folder holds everything a reviewer needs to rerun any stage: `params.yaml` (the
+papermill parameters), the saved splits, the adapter, each stage's JSON and notebook.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+
+from helpers import config
+from helpers.config import DatasetSpec, ModelSpec, Preset
+from helpers.device import Precision, detect_device, precision_for
+from helpers.environment import environment
+from helpers.io import read_json, write_json
+from helpers.paths import resolve
+
+STAGES = ("01_data", "02_train", "03_evaluate", "04_speed")
+
+
+@dataclass
+class Run:
+    study: str
+    model: ModelSpec
+    dataset: DatasetSpec
+    preset: Preset
+    seed: int
+    run_dir: Path
+    data_dir: str | None
+    precision: Precision
+
+    @property
+    def data_folder(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.run_dir / "adapter"
+
+    @property
+    def device(self) -> str:
+        return self.precision.device
+
+    def stage_file(self, stage: str) -> Path:
+        return self.run_dir / "stages" / f"{stage}.json"
+
+    def write_stage(self, stage: str, record: dict[str, Any]) -> Path:
+        return write_json(self.stage_file(stage), record)
+
+    def read_stage(self, stage: str) -> dict[str, Any]:
+        path = self.stage_file(stage)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: run notebooks/{stage} for this run_dir first")
+        return read_json(path)
+
+
+def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
+             overrides: dict | None = None, study: str = "scratch", device: str | None = None) -> Run:
+    """Resolve a stage notebook's parameters into checked records and seed every RNG."""
+    set_seed(seed)
+    return Run(
+        study=study,
+        model=config.get_model(model),
+        dataset=config.get_dataset(dataset),
+        preset=config.apply_overrides(config.load_preset(preset), overrides or {}),
+        seed=seed,
+        run_dir=resolve(run_dir),
+        data_dir=data_dir,
+        precision=precision_for(detect_device(device)),
+    )
+
+
+def run_params(run: Run) -> dict[str, Any]:
+    """The resolved settings of a run, recorded beside every result."""
+    return {
+        "study": run.study,
+        "model": dataclasses.asdict(run.model),
+        "dataset": dataclasses.asdict(run.dataset),
+        "preset": dataclasses.asdict(run.preset),
+        "seed": run.seed,
+        "data_dir": run.data_dir,
+        "device": run.device,
+    }
+
+
+def assemble_results(run: Run) -> dict[str, Any]:
+    """Merge the stage records into the run's results.json (the seed's result format)."""
+    data, train, evaluate, speed = (run.read_stage(stage) for stage in STAGES)
+    results = {
+        "model_name": run.model.id,
+        "dataset": run.dataset.id,
+        "seed": run.seed,
+        **{k: evaluate[k] for k in ("accuracy", "f1", "precision", "recall")},
+        **{k: speed[k] for k in ("ttft_mean_ms", "latency_median_ms", "latency_p99_ms",
+                                 "throughput_tokens_per_sec", "throughput_samples_per_sec",
+                                 "memory_allocated_mb", "memory_reserved_mb", "peak_rss_mb")},
+        "training_time_hours": train["training_time_s"] / 3600.0,
+        "trainable_params": train["trainable_params"],
+        "total_params": train["total_params"],
+        "quality": evaluate,
+        "training": train,
+        "speed": speed,
+        "data": data,
+        "data_fingerprint": data["fingerprint"],
+        "params": run_params(run),
+        "environment": environment(run.device),
+    }
+    write_json(run.run_dir / "results.json", results)
+    return results

@@ -1,0 +1,108 @@
+"""What each stage notebook computes and writes. The notebooks call these and show the results;
+the runner and a reviewer's papermill rerun go through the same code."""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers import data, metrics, models, significance, timing, training
+from helpers.inference import predict_proba
+from helpers.io import atomic_write_text
+from helpers.run import Run
+
+
+def prepare_data(run: Run) -> data.DatasetSplits:
+    """01_data: load, check, split and save the rows every later stage uses."""
+    splits = data.load_splits(run.dataset, run.preset, run.seed, run.data_dir)
+    data.save_splits(splits, run.data_folder)
+    tokenizer = models.load_tokenizer(run.model)
+    lengths = token_lengths(splits, tokenizer)
+    run.write_stage("01_data", {
+        "dataset": splits.dataset,
+        "source": splits.source,
+        "fingerprint": splits.fingerprint,
+        "labels": splits.labels,
+        "rows": {name: len(splits.split(name)) for name in data.SPLITS},
+        "class_counts": splits.summary().drop(columns="rows").to_dict(orient="index"),
+        "truncated_share": {name: float((lengths[name] > run.preset.max_length).mean()) for name in data.SPLITS},
+        "max_length": run.preset.max_length,
+        "findings": [dataclasses.asdict(f) for f in splits.findings],
+    })
+    return splits
+
+
+def token_lengths(splits: data.DatasetSplits, tokenizer) -> dict[str, np.ndarray]:
+    """Untruncated length of every text in the model's own tokens, per split."""
+    return {name: np.array([len(ids) for ids in tokenizer(splits.split(name)["text"].tolist())["input_ids"]])
+            for name in data.SPLITS}
+
+
+def train_model(run: Run) -> dict:
+    """02_train: LoRA/QLoRA fine-tune on the saved train split, save the adapter (safetensors)."""
+    splits = data.read_splits(run.data_folder)
+    tokenizer = models.load_tokenizer(run.model)
+    cfg = run.preset.train
+    model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
+                            run.model, cfg)
+    trainable, total = models.count_parameters(model)
+    with tempfile.TemporaryDirectory(prefix="trainer-") as scratch:
+        result = training.train(model, tokenizer, splits.train, splits.validation, cfg, run.precision,
+                                run.preset.max_length, run.seed, Path(scratch))
+    model.save_pretrained(run.adapter_dir, safe_serialization=True)
+    record = {
+        **dataclasses.asdict(result),
+        "train_tokens_per_sec": result.train_tokens / result.training_time_s,
+        "train_samples_per_sec": result.train_samples * result.epochs / result.training_time_s,
+        "trainable_params": trainable,
+        "total_params": total,
+        "quantization": cfg.quantization,
+        "load": timing.machine_load(),
+        "peak_rss_mb": timing.peak_rss_mb(),
+    }
+    run.write_stage("02_train", record)
+    return record
+
+
+def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
+    """03_evaluate: predict the test split with probabilities; quality metrics by sklearn."""
+    splits = data.read_splits(run.data_folder)
+    tokenizer = models.load_tokenizer(run.model)
+    model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
+                                  run.preset.train.quantization)
+    test = splits.test
+    probs = predict_proba(model, tokenizer, test["text"].tolist(), run.preset.train.eval_batch_size,
+                          run.preset.max_length, run.device)
+    y_true, y_pred = test["label"].to_numpy(), probs.argmax(axis=1)
+    label_ids = list(range(len(splits.labels)))
+    predictions = pd.DataFrame({"example": np.arange(len(test)), "label": y_true, "prediction": y_pred,
+                                "confidence": probs.max(axis=1)})
+    for i, name in enumerate(splits.labels):
+        predictions[f"prob_{name}"] = probs[:, i]
+    record = {
+        **metrics.classification_metrics(y_true, y_pred, label_ids),
+        **significance.quality_cis(y_true, y_pred, label_ids, seed=run.seed),
+        "baseline_majority": metrics.majority_baseline(splits.train["label"].to_numpy(), y_true, label_ids),
+        "confusion_matrix": metrics.confusion(y_true, y_pred, label_ids),
+        "labels": splits.labels,
+        "test_examples": len(test),
+        "fingerprint": splits.fingerprint,
+    }
+    atomic_write_text(run.run_dir / "predictions.csv", predictions.to_csv(index=False))
+    run.write_stage("03_evaluate", record)
+    return record, predictions
+
+
+def measure_speed(run: Run) -> dict:
+    """04_speed: single-example latency and batched throughput of the fine-tuned model."""
+    splits = data.read_splits(run.data_folder)
+    tokenizer = models.load_tokenizer(run.model)
+    model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
+                                  run.preset.train.quantization)
+    record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,
+                                      run.preset.max_length, run.device)
+    run.write_stage("04_speed", record)
+    return record

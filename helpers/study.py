@@ -1,0 +1,192 @@
+"""The study runner: every stage notebook once per model x dataset x seed through papermill,
+then the comparison per dataset, then the report.
+
+Finished runs are reused (their params.yaml must match), every written file lands atomically,
+and a model whose notebook fails is recorded as failed while the others go on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import papermill
+import yaml
+from tqdm.auto import tqdm
+
+from helpers import config
+from helpers.config import Study
+from helpers.io import atomic_write_text, read_json, write_json, write_yaml
+from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path, experiments_dir, reports_dir
+from helpers.run import STAGES
+
+log = logging.getLogger(__name__)
+COMPARE_STAGE = "05_compare"
+# Quiet the kernels: library progress bars and load reports belong in logs, not the report.
+KERNEL_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
+              "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+
+
+@dataclass
+class RunPlan:
+    model: str
+    dataset: str
+    seed: int
+    run_dir: Path
+    params: dict[str, Any]
+
+
+@dataclass
+class StudyOutcome:
+    study: str
+    done: list[RunPlan] = field(default_factory=list)
+    reused: list[RunPlan] = field(default_factory=list)
+    failed: list[tuple[RunPlan, str, str]] = field(default_factory=list)  # plan, stage, error
+    report_html: Path | None = None
+    report_pdf: Path | None = None
+
+
+def study_dir(study: Study) -> Path:
+    return experiments_dir() / study.name
+
+
+def plan_runs(study: Study) -> list[RunPlan]:
+    """One run per dataset x model x seed; a seed suffix only when the study has several."""
+    plans = []
+    for dataset in study.datasets:
+        for model in study.models:
+            for seed in study.seeds:
+                name = model if len(study.seeds) == 1 else f"{model}-seed{seed}"
+                run_dir = study_dir(study) / dataset / name
+                params = {
+                    "model": model, "dataset": dataset, "preset": study.preset, "seed": seed,
+                    "run_dir": display_path(run_dir), "data_dir": study.data_dir,
+                    "overrides": study.overrides, "study": study.name,
+                }
+                plans.append(RunPlan(model, dataset, seed, run_dir, params))
+    return plans
+
+
+def sync_notebooks() -> dict[str, Path]:
+    """Generate notebooks/*.ipynb from the jupytext sources kept in git, where stale."""
+    paths = {}
+    for source in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")):
+        target = source.with_suffix(".ipynb")
+        if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
+            atomic_write_text(target, jupytext.writes(jupytext.read(source), fmt="ipynb"))
+        paths[source.stem] = target
+    return paths
+
+
+def reproduce_command(stage: str, run_dir: Path) -> str:
+    rel = display_path(run_dir)
+    return (f"papermill notebooks/{stage}.ipynb {shlex.quote(rel + '/' + stage + '.rerun.ipynb')} "
+            f"-f {shlex.quote(rel + '/params.yaml')} --cwd .")
+
+
+def execute_notebook(notebook: Path, output: Path, params: dict[str, Any]) -> None:
+    """papermill into a temporary file, renamed into place only when the notebook succeeds;
+    a failed execution is kept beside it as <stage>.failed.ipynb for inspection."""
+    tmp = output.with_name(f".{output.name}.tmp")
+    env_before = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    try:
+        papermill.execute_notebook(str(notebook), str(tmp), parameters=params, kernel_name="python3",
+                                   cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False)
+        os.replace(tmp, output)
+    except BaseException:
+        if tmp.exists():
+            os.replace(tmp, output.with_suffix(".failed.ipynb"))
+        raise
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _error_summary(exc: BaseException) -> str:
+    """The error a notebook raised, without papermill's cell dump."""
+    if isinstance(exc, papermill.PapermillExecutionError):
+        return f"{exc.ename}: {exc.evalue}"
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def _prepare_run_dir(plan: RunPlan, force: bool) -> bool:
+    """True when the run must execute; False when its finished results are reused."""
+    params_file = plan.run_dir / "params.yaml"
+    results = plan.run_dir / "results.json"
+    if results.exists() and not force:
+        recorded = yaml.safe_load(params_file.read_text()) if params_file.exists() else None
+        if recorded == plan.params:
+            return False
+        raise config.ConfigError(
+            f"{plan.run_dir} holds results made with other parameters; rerun with --force to replace "
+            f"them, or give the study another name"
+        )
+    if force:
+        for stale in ("results.json", "failed.json"):
+            (plan.run_dir / stale).unlink(missing_ok=True)
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(params_file, plan.params)
+    atomic_write_text(plan.run_dir / "reproduce.sh", "#!/usr/bin/env bash\n# Rerun any stage of this run from the project root.\nset -e\n"
+                      + "".join(reproduce_command(stage, plan.run_dir) + "\n" for stage in STAGES))
+    (plan.run_dir / "failed.json").unlink(missing_ok=True)
+    return True
+
+
+def run_study(study_path: str | Path, force: bool = False, report: bool = True) -> StudyOutcome:
+    """Run a study end to end; see `senticompare run --help`."""
+    study = config.load_study(study_path)
+    notebooks = sync_notebooks()
+    plans = plan_runs(study)
+    outcome = StudyOutcome(study.name)
+    todo = [plan for plan in plans if _prepare_run_dir(plan, force)]
+    outcome.reused = [plan for plan in plans if plan not in todo]
+    bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo)
+    for plan in todo:
+        for i, stage in enumerate(STAGES):
+            bar.set_postfix_str(f"{plan.dataset}/{plan.run_dir.name} {stage}")
+            try:
+                execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params)
+            except Exception as exc:  # a failed model must not take the study down
+                error = _error_summary(exc)
+                log.error("%s/%s failed in %s: %s", plan.dataset, plan.run_dir.name, stage, error)
+                write_json(plan.run_dir / "failed.json", {"stage": stage, "error": error, "params": plan.params})
+                outcome.failed.append((plan, stage, error))
+                bar.update(len(STAGES) - i)
+                break
+            bar.update(1)
+        else:
+            outcome.done.append(plan)
+    bar.close()
+    for dataset in study.datasets:
+        compare_dir = study_dir(study) / dataset
+        execute_notebook(notebooks[COMPARE_STAGE], compare_dir / f"{COMPARE_STAGE}.ipynb", {
+            "study": study.name, "dataset": dataset,
+            "study_dir": display_path(compare_dir),
+            "weights": study.weights or {}, "seed": study.seeds[0],
+        })
+    if report:
+        from helpers.report import build_report
+
+        outcome.report_html, outcome.report_pdf = build_report(study, study_dir(study), reports_dir())
+    return outcome
+
+
+def collect_runs(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Results and failures of every run under one dataset of a study."""
+    results, failures = [], []
+    for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+        if (run_dir / "failed.json").exists():
+            failures.append({"run": run_dir.name, **read_json(run_dir / "failed.json")})
+        elif (run_dir / "results.json").exists():
+            results.append(read_json(run_dir / "results.json"))
+    return results, failures
+

@@ -1,0 +1,60 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Data
+# Loads the dataset through its registry entry, checks it, makes the stratified
+# train/validation/test splits for this seed and saves them for the later stages.
+
+# %% tags=["parameters"]
+model = "smollm2-135m"
+dataset = "finefoods"
+preset = "quick"
+seed = 1337
+run_dir = "experiments/scratch/finefoods/smollm2-135m"
+data_dir = None
+overrides = {}
+study = "scratch"
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from helpers import models, plots, stages
+from helpers.run import open_run
+
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study)
+splits = stages.prepare_data(run)
+display(Markdown(f"**{splits.dataset}** from `{splits.source}` · fingerprint `{splits.fingerprint}` · "
+                 f"max length {run.preset.max_length} tokens of `{run.model.id}`"))
+splits.summary()
+
+# %% [markdown]
+# ## Class balance and length in tokens
+
+# %%
+lengths = stages.token_lengths(splits, models.load_tokenizer(run.model))
+plots.data_card(splits, lengths, run.preset.max_length);
+
+# %% [markdown]
+# ## Findings of the data checks
+
+# %%
+findings = pd.DataFrame([f.__dict__ for f in splits.findings], columns=["level", "check", "split", "count", "message"])
+findings if len(findings) else Markdown("No findings: no empty texts, duplicates or train/test overlap.")
+
+# %% [markdown]
+# ## Example rows per class (train)
+
+# %%
+splits.train.groupby("label", group_keys=False).head(2).assign(
+    label=lambda d: d["label"].map(dict(enumerate(splits.labels))),
+    text=lambda d: d["text"].str.slice(0, 300),
+)

@@ -1,0 +1,43 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Train
+# LoRA (or QLoRA, 4-bit NF4) fine-tuning of the model's classification head and adapters on
+# the saved train split, with validation accuracy along the way. The adapter is saved as
+# safetensors in the run folder.
+
+# %% tags=["parameters"]
+model = "smollm2-135m"
+dataset = "finefoods"
+preset = "quick"
+seed = 1337
+run_dir = "experiments/scratch/finefoods/smollm2-135m"
+data_dir = None
+overrides = {}
+study = "scratch"
+
+# %%
+import pandas as pd
+
+from helpers import plots, stages
+from helpers.run import open_run
+
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study)
+record = stages.train_model(run)
+pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_samples", "train_tokens",
+                                  "train_tokens_per_sec", "final_val_accuracy", "trainable_params",
+                                  "total_params", "quantization")}, name=run.model.id).to_frame()
+
+# %% [markdown]
+# ## Learning curves
+
+# %%
+plots.training_curves(record["log_history"]);

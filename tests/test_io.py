@@ -1,0 +1,18 @@
+import numpy as np
+import pytest
+
+from helpers import io
+
+
+def test_json_roundtrip_with_numpy_values(tmp_path):
+    path = io.write_json(tmp_path / "r.json", {"a": np.float32(0.5), "b": np.arange(3), "c": float("nan")})
+    assert io.read_json(path) == {"a": 0.5, "b": [0, 1, 2], "c": None}
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "results.json"
+    io.write_json(path, {"accuracy": 0.9})
+    with pytest.raises(TypeError):
+        io.write_json(path, {"accuracy": object()})
+    assert io.read_json(path) == {"accuracy": 0.9}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]

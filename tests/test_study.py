@@ -1,0 +1,109 @@
+"""End to end: a tiny study through papermill on real packaged models and the SST-2 mirror."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from helpers import paths
+from helpers.io import read_json
+from helpers.study import run_study
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "name": "tiny",
+    "models": ["minilm-l6", "smollm2-135m", "distilbert-base"],
+    "datasets": ["sst2"],
+    "preset": "quick",
+    "seeds": [3],
+    "overrides": {"max_train": 48, "max_validation": 16, "max_test": 40, "max_length": 48,
+                  "train": {"max_steps": 3, "batch_size": 8},
+                  "speed": {"warmup": 1, "repeats": 5, "max_examples": 16, "batch_size": 8}},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """Runs once for the module: two offline models finish, the hub model fails offline."""
+    mp = pytest.MonkeyPatch()
+    from tests.conftest import MIRROR
+
+    mp.setenv("SENTICOMPARE_DATA_DIR", str(MIRROR))
+    mp.setenv("HF_HUB_OFFLINE", "1")  # the hub model must fail fast, as on a machine without network
+    path = tmp_path_factory.mktemp("study") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    outcome = run_study(path)
+    yield path, outcome
+    mp.undo()
+
+
+def test_offline_models_finish_and_the_hub_model_is_recorded_as_failed(tiny_study):
+    _, outcome = tiny_study
+    assert sorted(p.model for p in outcome.done) == ["minilm-l6", "smollm2-135m"]
+    assert [(p.model, stage) for p, stage, _ in outcome.failed] == [("distilbert-base", "01_data")]
+    failed = read_json(paths.experiments_dir() / "tiny" / "sst2" / "distilbert-base" / "failed.json")
+    assert failed["stage"] == "01_data" and failed["error"]
+
+
+def test_results_hold_the_seed_format_and_agree_with_predictions(tiny_study):
+    run_dir = paths.experiments_dir() / "tiny" / "sst2" / "minilm-l6"
+    results = read_json(run_dir / "results.json")
+    for key in ("model_name", "dataset", "accuracy", "f1", "precision", "recall", "ttft_mean_ms",
+                "latency_median_ms", "latency_p99_ms", "throughput_tokens_per_sec", "throughput_samples_per_sec",
+                "memory_allocated_mb", "memory_reserved_mb", "peak_rss_mb", "training_time_hours",
+                "trainable_params", "total_params", "params", "environment", "data_fingerprint"):
+        assert key in results, key
+    assert 0 < results["trainable_params"] < results["total_params"]
+    assert results["latency_p99_ms"] >= results["latency_median_ms"] > 0
+    assert results["environment"]["packages"]["torch"]
+    import pandas as pd
+
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert len(predictions) == 40
+    assert results["accuracy"] == pytest.approx((predictions["label"] == predictions["prediction"]).mean())
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    for stage in ("01_data", "02_train", "03_evaluate", "04_speed"):
+        assert (run_dir / f"{stage}.ipynb").is_file()
+    assert "papermill notebooks/03_evaluate.ipynb" in (run_dir / "reproduce.sh").read_text()
+
+
+def test_comparison_ranks_the_finished_models_and_tests_them_pairwise(tiny_study):
+    comparison = read_json(paths.experiments_dir() / "tiny" / "sst2" / "comparison.json")
+    assert sorted(r["model"] for r in comparison["ranking"]) == ["minilm-l6", "smollm2-135m"]
+    assert sorted(r["rank"] for r in comparison["ranking"]) == [1, 2]
+    (pair,) = comparison["pairwise"]
+    assert 0 <= pair["p_value"] <= pair["p_holm"] <= 1
+    assert comparison["failures"][0]["run"] == "distilbert-base"
+
+
+def test_report_has_every_model_and_the_failure(tiny_study):
+    html = (paths.reports_dir() / "tiny.html").read_text()
+    for text in ("minilm-l6", "smollm2-135m", "distilbert-base", "Failed in 01_data", "Ranking"):
+        assert text in html
+    assert "tags=[\"parameters\"]" not in html and "open_run(" not in html  # code is hidden
+    assert (paths.reports_dir() / "tiny.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_rerun_reuses_finished_work(tiny_study):
+    path, _ = tiny_study
+    results = paths.experiments_dir() / "tiny" / "sst2" / "minilm-l6" / "results.json"
+    before = results.stat().st_mtime_ns
+    outcome = run_study(path, report=False)
+    assert sorted(p.model for p in outcome.reused) == ["minilm-l6", "smollm2-135m"]
+    assert results.stat().st_mtime_ns == before
+
+
+def test_a_single_stage_reruns_with_plain_papermill_to_the_same_metrics(tiny_study):
+    run_dir = paths.experiments_dir() / "tiny" / "sst2" / "minilm-l6"
+    recorded = read_json(run_dir / "stages" / "03_evaluate.json")
+    command = [sys.executable, "-m", "papermill", "notebooks/03_evaluate.ipynb", str(run_dir / "rerun.ipynb"),
+               "-f", str(run_dir / "params.yaml"), "--cwd", "."]
+    subprocess.run(command, cwd=paths.PROJECT_ROOT, check=True, capture_output=True)
+    again = read_json(run_dir / "stages" / "03_evaluate.json")
+    for key in ("accuracy", "f1", "precision", "recall", "confusion_matrix"):
+        assert again[key] == recorded[key], key
+    assert json.dumps(again["accuracy_ci95"]) == json.dumps(recorded["accuracy_ci95"])
