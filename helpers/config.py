@@ -29,6 +29,8 @@ class ModelSpec:
     package: str | None = None
     file: str | None = None
     assemble: bool = False
+    modules_to_save: list[str] = field(default_factory=list)  # trained in full beside the head
+    train: dict[str, Any] = field(default_factory=dict)  # the model's own recipe over the preset's
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,9 @@ def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
             raise ConfigError(f"{where}: source {spec.source!r} needs 'package' and 'file'")
         if not spec.lora_targets:
             raise ConfigError(f"{where}: lora_targets must name at least one module")
+        unknown = sorted(set(spec.train) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if unknown:
+            raise ConfigError(f"{where}: unknown train key(s) {unknown}")
         models[model_id] = spec
     return models
 

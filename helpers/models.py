@@ -91,8 +91,18 @@ def model_path(spec: ModelSpec) -> str:
     return str(target)
 
 
+def _unavailable(spec: ModelSpec, exc: Exception) -> ModelError:
+    return ModelError(
+        f"model {spec.id!r} ({model_path(spec)}) could not be loaded: {exc}. Hub models need a network or a "
+        f"populated Hugging Face cache; the offline models are the registry's gguf/folder entries"
+    )
+
+
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(model_path(spec), trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path(spec), trust_remote_code=False)
+    except OSError as exc:
+        raise _unavailable(spec, exc) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -125,10 +135,7 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
     try:
         model = AutoModelForSequenceClassification.from_pretrained(model_path(spec), **kwargs)
     except OSError as exc:
-        raise ModelError(
-            f"model {spec.id!r} ({model_path(spec)}) could not be loaded: {exc}. Hub models need a network "
-            f"or a populated Hugging Face cache; the offline models are smollm2-135m, gemma3-270m, minilm-l6"
-        ) from exc
+        raise _unavailable(spec, exc) from exc
     model.config.pad_token_id = tokenizer.pad_token_id
     if quantization != "4bit":
         model.to(precision.device)
@@ -145,6 +152,7 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> Pef
         lora_alpha=train.lora_alpha,
         lora_dropout=train.lora_dropout,
         target_modules=list(spec.lora_targets),
+        modules_to_save=list(spec.modules_to_save) or None,
     )
     return get_peft_model(model, config)
 

@@ -71,6 +71,8 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
                 if path.exists():
                     nb.cells.append(_markdown(f"## {STAGE_TITLES[stage]}"))
                     nb.cells.extend(_cells(path))
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i}"  # stitched notebooks repeat ids; nbformat wants them unique
     return nb
 
 

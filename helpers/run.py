@@ -60,13 +60,16 @@ class Run:
 
 def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
              overrides: dict | None = None, study: str = "scratch", device: str | None = None) -> Run:
-    """Resolve a stage notebook's parameters into checked records and seed every RNG."""
+    """Resolve a stage notebook's parameters into checked records and seed every RNG.
+    Training settings: the preset's, then the model's own recipe, then the study's overrides."""
     set_seed(seed)
+    spec = config.get_model(model)
+    resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
     return Run(
         study=study,
-        model=config.get_model(model),
+        model=spec,
         dataset=config.get_dataset(dataset),
-        preset=config.apply_overrides(config.load_preset(preset), overrides or {}),
+        preset=config.apply_overrides(resolved, overrides or {}),
         seed=seed,
         run_dir=resolve(run_dir),
         data_dir=data_dir,

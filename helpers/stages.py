@@ -15,8 +15,9 @@ from helpers.io import atomic_write_text
 from helpers.run import Run
 
 
-def prepare_data(run: Run) -> data.DatasetSplits:
-    """01_data: load, check, split and save the rows every later stage uses."""
+def prepare_data(run: Run) -> tuple[data.DatasetSplits, dict[str, np.ndarray]]:
+    """01_data: load, check, split and save the rows every later stage uses; returns the
+    splits and each text's length in the model's tokens."""
     splits = data.load_splits(run.dataset, run.preset, run.seed, run.data_dir)
     data.save_splits(splits, run.data_folder)
     tokenizer = models.load_tokenizer(run.model)
@@ -32,7 +33,7 @@ def prepare_data(run: Run) -> data.DatasetSplits:
         "max_length": run.preset.max_length,
         "findings": [dataclasses.asdict(f) for f in splits.findings],
     })
-    return splits
+    return splits, lengths
 
 
 def token_lengths(splits: data.DatasetSplits, tokenizer) -> dict[str, np.ndarray]:

@@ -92,7 +92,7 @@ def reproduce_command(stage: str, run_dir: Path) -> str:
 def execute_notebook(notebook: Path, output: Path, params: dict[str, Any]) -> None:
     """papermill into a temporary file, renamed into place only when the notebook succeeds;
     a failed execution is kept beside it as <stage>.failed.ipynb for inspection."""
-    tmp = output.with_name(f".{output.name}.tmp")
+    tmp = output.with_name(f".{output.stem}.tmp.ipynb")
     env_before = {k: os.environ.get(k) for k in KERNEL_ENV}
     os.environ.update(KERNEL_ENV)
     try:

@@ -27,11 +27,11 @@ study = "scratch"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import models, plots, stages
+from helpers import plots, stages
 from helpers.run import open_run
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study)
-splits = stages.prepare_data(run)
+splits, lengths = stages.prepare_data(run)
 display(Markdown(f"**{splits.dataset}** from `{splits.source}` · fingerprint `{splits.fingerprint}` · "
                  f"max length {run.preset.max_length} tokens of `{run.model.id}`"))
 splits.summary()
@@ -40,7 +40,6 @@ splits.summary()
 # ## Class balance and length in tokens
 
 # %%
-lengths = stages.token_lengths(splits, models.load_tokenizer(run.model))
 plots.data_card(splits, lengths, run.preset.max_length);
 
 # %% [markdown]

@@ -15,9 +15,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SENTICOMPARE_DATA_DIR", PROJECT_ROOT.parent / "shared" / "datasets"))
 
 
-@pytest.fixture
-def mirror(monkeypatch) -> Path:
+@pytest.fixture(scope="session")
+def mirror_path() -> Path:
     if not (MIRROR / "sst2" / "train.jsonl").is_file():
         pytest.fail(f"the local data mirror is missing at {MIRROR}; set SENTICOMPARE_DATA_DIR to ../shared/datasets")
-    monkeypatch.setenv("SENTICOMPARE_DATA_DIR", str(MIRROR))
     return MIRROR
+
+
+@pytest.fixture
+def mirror(monkeypatch, mirror_path) -> Path:
+    monkeypatch.setenv("SENTICOMPARE_DATA_DIR", str(mirror_path))
+    return mirror_path

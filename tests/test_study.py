@@ -27,12 +27,10 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
+def tiny_study(tmp_path_factory, mirror_path):
     """Runs once for the module: two offline models finish, the hub model fails offline."""
     mp = pytest.MonkeyPatch()
-    from tests.conftest import MIRROR
-
-    mp.setenv("SENTICOMPARE_DATA_DIR", str(MIRROR))
+    mp.setenv("SENTICOMPARE_DATA_DIR", str(mirror_path))
     mp.setenv("HF_HUB_OFFLINE", "1")  # the hub model must fail fast, as on a machine without network
     path = tmp_path_factory.mktemp("study") / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
@@ -46,7 +44,7 @@ def test_offline_models_finish_and_the_hub_model_is_recorded_as_failed(tiny_stud
     assert sorted(p.model for p in outcome.done) == ["minilm-l6", "smollm2-135m"]
     assert [(p.model, stage) for p, stage, _ in outcome.failed] == [("distilbert-base", "01_data")]
     failed = read_json(paths.experiments_dir() / "tiny" / "sst2" / "distilbert-base" / "failed.json")
-    assert failed["stage"] == "01_data" and failed["error"]
+    assert failed["stage"] == "01_data" and "ModelError" in failed["error"] and "network" in failed["error"]
 
 
 def test_results_hold_the_seed_format_and_agree_with_predictions(tiny_study):

