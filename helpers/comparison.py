@@ -121,3 +121,30 @@ def correctness(dataset_dir: Path, table: pd.DataFrame) -> dict[str, np.ndarray]
         predictions = pd.read_csv(dataset_dir / model / "predictions.csv").sort_values("example")
         correct[model] = (predictions["label"] == predictions["prediction"]).to_numpy()
     return correct
+
+
+def summary(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The report's opening table: rank, score, ties, quality with CIs next to the majority
+    baseline, speed and cost, rounded for reading."""
+    def ci(pair) -> str:
+        return f"[{pair[0]:.3f}, {pair[1]:.3f}]" if isinstance(pair, (list, tuple)) else ""
+
+    view = pd.DataFrame({
+        "rank": ranked["rank"],
+        "model": ranked["model"],
+        "score": ranked["score"].round(3),
+        "accuracy": ranked["accuracy"].round(3),
+        "accuracy 95% CI": ranked["accuracy_ci95"].map(ci),
+        "F1 (macro)": ranked["f1"].round(3),
+        "F1 95% CI": ranked["f1_ci95"].map(ci),
+        "majority baseline": ranked["baseline_accuracy"].round(3),
+        "latency median (ms)": ranked["latency_median_ms"].round(1),
+        "latency P99 (ms)": ranked["latency_p99_ms"].round(1),
+        "samples/s": ranked["throughput_samples_per_sec"].round(2),
+        "peak RSS (MB)": ranked["peak_rss_mb"].round(0),
+        "training (min)": (ranked["training_time_hours"] * 60).round(2),
+        "trainable params": ranked["trainable_params"],
+    })
+    if "tied_with" in ranked:
+        view.insert(3, "not significantly different from", ranked["tied_with"])
+    return view.set_index("rank")

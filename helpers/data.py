@@ -19,6 +19,7 @@ from helpers.paths import resolve
 
 SPLITS = ("train", "validation", "test")
 HUB_HOST = ("huggingface.co", 443)
+KAGGLE_HOST = ("www.kaggle.com", 443)
 
 
 class DataError(ValueError):
@@ -66,14 +67,31 @@ def mirror_dir(data_dir: str | None = None) -> Path | None:
     return resolve(chosen) if chosen else None
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        return False
+def _reachable(host: tuple[str, int], timeout: float = 3.0) -> bool:
+    """A TCP connect with a short timeout: without network, fail in seconds, not after retries."""
     try:
-        socket.create_connection(HUB_HOST, timeout=timeout).close()
+        socket.create_connection(host, timeout=timeout).close()
         return True
     except OSError:
         return False
+
+
+def hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    return _reachable(HUB_HOST)
+
+
+def kaggle_reachable() -> bool:
+    return _reachable(KAGGLE_HOST)
+
+
+def _offline_hint(spec: DatasetSpec, where: str) -> DataError:
+    return DataError(
+        f"dataset {spec.id!r}: {where} cannot be reached. Set SENTICOMPARE_DATA_DIR (or data_dir in the "
+        f"study) to a local mirror laid out like ../shared/datasets, or register your own copy as a 'file' "
+        f"dataset in params/datasets.yaml"
+    )
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -85,7 +103,11 @@ def _read_table(path: Path) -> pd.DataFrame:
     if suffix == ".parquet":
         return pd.read_parquet(path)
     if suffix in {".csv", ".tsv"}:
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        sep = "\t" if suffix == ".tsv" else ","
+        try:
+            return pd.read_csv(path, sep=sep, encoding="utf-8")
+        except UnicodeDecodeError:  # Kaggle ships some CSVs in latin-1
+            return pd.read_csv(path, sep=sep, encoding="latin-1").assign(_non_utf8=True)
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl, .json or .parquet")
 
 
@@ -109,16 +131,21 @@ def _load_mirror(spec: DatasetSpec, root: Path) -> dict[str, pd.DataFrame]:
 
 def _load_hub(spec: DatasetSpec) -> dict[str, pd.DataFrame]:
     if not hub_reachable():
-        raise DataError(
-            f"dataset {spec.id!r}: the Hugging Face hub ({spec.hub_id}) cannot be reached. Set "
-            f"SENTICOMPARE_DATA_DIR (or data_dir in the study) to a local mirror laid out like "
-            f"../shared/datasets, or register your own copy as a 'file' dataset in params/datasets.yaml"
-        )
+        raise _offline_hint(spec, f"the Hugging Face hub ({spec.hub_id})")
     import datasets
 
     loaded = datasets.load_dataset(spec.hub_id, spec.config)
     wanted = set(spec.splits.values()) or set(SPLITS)
     return {name: split.to_pandas() for name, split in loaded.items() if name in wanted}
+
+
+def _load_kaggle(spec: DatasetSpec) -> dict[str, pd.DataFrame]:
+    if not kaggle_reachable():
+        raise _offline_hint(spec, f"Kaggle ({spec.kaggle_id})")
+    import kagglehub
+
+    folder = Path(kagglehub.dataset_download(spec.kaggle_id))
+    return {"train": _read_table(folder / spec.kaggle_file)}
 
 
 def _load_source(spec: DatasetSpec, data_dir: str | None) -> tuple[dict[str, pd.DataFrame], str]:
@@ -137,6 +164,8 @@ def _load_source(spec: DatasetSpec, data_dir: str | None) -> tuple[dict[str, pd.
             f"dataset {spec.id!r} is only available from a local mirror: set SENTICOMPARE_DATA_DIR "
             f"(or data_dir in the study) to a folder laid out like ../shared/datasets"
         )
+    if spec.source == "kaggle":
+        return _load_kaggle(spec), f"kaggle:{spec.kaggle_id}"
     tables = _load_hub(spec)
     return {ours: tables[theirs] for ours, theirs in (spec.splits or {s: s for s in tables}).items()
             if theirs in tables}, f"hub:{spec.hub_id}"
@@ -144,18 +173,27 @@ def _load_source(spec: DatasetSpec, data_dir: str | None) -> tuple[dict[str, pd.
 
 def _standardize(df: pd.DataFrame, spec: DatasetSpec, split: str, findings: list[Finding]) -> pd.DataFrame:
     """Pick and rename the entry's columns and turn raw labels into class ids."""
-    needed = [spec.text_column, spec.label_column] + ([spec.group_column] if spec.group_column else [])
+    text_columns = [spec.text_column] if isinstance(spec.text_column, str) else list(spec.text_column)
+    needed = [*text_columns, spec.label_column] + ([spec.group_column] if spec.group_column else [])
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataError(
             f"dataset {spec.id!r}, split {split!r}: missing column(s) {missing}; the data has "
             f"{list(df.columns)}. Fix text_column/label_column/group_column in params/datasets.yaml"
         )
-    out = pd.DataFrame({"text": df[spec.text_column], "raw_label": df[spec.label_column]})
+    if "_non_utf8" in df.columns:
+        findings.append(Finding("warning", "non_utf8", split, len(df), "the file is not UTF-8; read as latin-1"))
+    text = df[text_columns[0]] if len(text_columns) == 1 else df[text_columns].fillna("").astype(str).agg(". ".join, axis=1)
+    out = pd.DataFrame({"text": text, "raw_label": df[spec.label_column]})
     if spec.group_column:
         out["group"] = df[spec.group_column].astype(str)
     if out["raw_label"].isna().any():
         raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no label")
+    dropped = out["raw_label"].map(lambda v: v in spec.label_map and spec.label_map[v] is None)
+    if dropped.any():
+        findings.append(Finding("info", "dropped_label", split, int(dropped.sum()),
+                                "rows whose label the entry's label_map drops (null)"))
+        out = out.loc[~dropped]
     out["label"] = out["raw_label"].map(lambda v: _label_id(v, spec))
     bad = out["label"].isna()
     if bad.any():

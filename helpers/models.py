@@ -137,9 +137,21 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
     except OSError as exc:
         raise _unavailable(spec, exc) from exc
     model.config.pad_token_id = tokenizer.pad_token_id
+    _zero_head(model)
     if quantization != "4bit":
         model.to(precision.device)
     return model
+
+
+def _zero_head(model: PreTrainedModel) -> None:
+    """Start the new head at the uniform prediction: a random head adds large random logits on
+    top of a decoder's big last-token states, and a few dozen steps are spent undoing them."""
+    head = getattr(model, "score", None) or getattr(model, "classifier", None)
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)] if head is not None else []
+    if linears:
+        torch.nn.init.zeros_(linears[-1].weight)
+        if linears[-1].bias is not None:
+            torch.nn.init.zeros_(linears[-1].bias)
 
 
 def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> PeftModel:

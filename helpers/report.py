@@ -19,6 +19,13 @@ from helpers.io import atomic_write_bytes, atomic_write_text, read_json
 from helpers.run import STAGES
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Wide tables wrap instead of scrolling, so the PDF shows every column.
+PRINT_CSS = """<style>
+@page { size: A4 landscape; margin: 12mm; }
+.jp-OutputArea-output, .jp-RenderedHTMLCommon { overflow-x: visible !important; }
+.jp-RenderedHTMLCommon table { font-size: 11px; table-layout: auto; }
+.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { white-space: normal; padding: 2px 6px; }
+</style>"""
 STAGE_TITLES = {"01_data": "Data", "02_train": "Training", "03_evaluate": "Evaluation", "04_speed": "Speed"}
 
 
@@ -82,7 +89,7 @@ def to_html(nb: nbformat.NotebookNode) -> str:
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb)
-    return body
+    return body.replace("</head>", PRINT_CSS + "\n</head>", 1)
 
 
 def find_chromium() -> str:

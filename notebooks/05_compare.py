@@ -37,8 +37,8 @@ display(Markdown(f"**{len(results)}** model(s) finished on **{dataset}**, **{len
 # %% [markdown]
 # ## Ranking
 # Composite score: each metric min–max normalized across models (1 = best; latency inverted),
-# then weighted. `tied_with` names a neighbour in the ranking whose accuracy difference is not
-# significant (exact McNemar, Holm-corrected, α = 0.05).
+# then weighted. "Not significantly different from" names a neighbour in the ranking whose
+# accuracy difference is not significant (exact McNemar, Holm-corrected, α = 0.05).
 
 # %%
 pairwise = significance.pairwise_mcnemar(comparison.correctness(folder, table)) if len(table) else pd.DataFrame()
@@ -49,9 +49,11 @@ write_json(folder / "comparison.json", {"ranking": ranked.to_dict(orient="record
                                          "pairwise": pairwise.to_dict(orient="records"), "failures": failures})
 if len(pairwise):
     pairwise.to_csv(folder / "pairwise.csv", index=False)
-ranked.drop(columns=["data_fingerprint"], errors="ignore")
+comparison.summary(ranked) if len(ranked) else Markdown("No model finished: nothing to rank.")
 
 # %% [markdown]
+# The full table, every metric of every model, is `comparison.json` next to this notebook.
+#
 # ## Failed models
 
 # %%

@@ -15,7 +15,8 @@ MIRRORED = ["sst2", "imdb", "disneyland", "disneyland_3class", "uci_yelp", "uci_
 
 
 def preset(**changes):
-    return dataclasses.replace(config.load_preset("quick"), max_train=200, max_validation=50, max_test=50, **changes)
+    caps = {"max_train": 200, "max_validation": 50, "max_test": 50, **changes}
+    return dataclasses.replace(config.load_preset("quick"), **caps)
 
 
 @pytest.mark.parametrize("dataset_id", MIRRORED)
@@ -75,10 +76,12 @@ def test_hub_loader_parses_what_load_dataset_returns(mirror, monkeypatch):
     """datasets.load_dataset pointed at the mirror's files: the hub code path runs for real."""
     import datasets
 
+    real_load_dataset = datasets.load_dataset
+
     def load_dataset(hub_id, config_name=None):
         assert (hub_id, config_name) == ("cardiffnlp/tweet_eval", "emotion")
         files = {s: str(mirror / "tweet_eval_emotion" / f"{s}.jsonl") for s in ("train", "validation", "test")}
-        return datasets.load_dataset("json", data_files=files)
+        return real_load_dataset("json", data_files=files)
 
     monkeypatch.delenv("SENTICOMPARE_DATA_DIR")
     monkeypatch.setattr(data, "hub_reachable", lambda: True)
