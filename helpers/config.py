@@ -51,6 +51,7 @@ class DatasetSpec:
     kaggle_id: str | None = None
     kaggle_file: str | None = None
     label_map: dict[Any, str | None] = field(default_factory=dict)  # a raw value mapped to null is dropped
+    drop_leakage: bool = False  # drop train rows whose text is also in test
     description: str = ""
 
 

@@ -293,12 +293,19 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
         train, frames["validation"] = _carve(train, min(n_val, len(train) // 5 or 1), seed)
     if preset.balance:
         train = _balance(train, seed)
+    test = _sample(frames["test"], preset.max_test, seed)
+    if spec.drop_leakage:
+        leaked = train["text"].isin(set(test["text"]))
+        if leaked.any():
+            findings.append(Finding("info", "leakage_dropped", "train", int(leaked.sum()),
+                                    "train rows whose text is in test were dropped (drop_leakage)"))
+            train = train.loc[~leaked]
     splits = DatasetSplits(
         dataset=spec.id,
         labels=list(spec.labels),
         train=_sample(train, preset.max_train, seed),
         validation=_sample(frames["validation"], preset.max_validation, seed),
-        test=_sample(frames["test"], preset.max_test, seed),
+        test=test,
         source=source,
     )
     splits.findings = findings + check_splits(splits)

@@ -120,3 +120,11 @@ def test_saved_splits_read_back_identically(tmp_path):
     again = data.read_splits(tmp_path / "data")
     assert data.fingerprint(again) == splits.fingerprint
     assert again.train["text"].tolist() == splits.train["text"].tolist()
+
+
+def test_leakage_is_dropped_from_train_when_the_entry_asks(tmp_path):
+    df = pd.concat([reviews(), reviews().iloc[:20]], ignore_index=True)
+    splits = data.load_splits(file_spec(tmp_path, df, drop_leakage=True), preset(max_validation=6), seed=1)
+    checks = {f.check: f.count for f in splits.findings}
+    assert checks["leakage_dropped"] > 0 and "leakage" not in checks
+    assert not splits.train["text"].isin(set(splits.test["text"])).any()
