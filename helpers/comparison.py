@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.io import read_json
+
 DEFAULT_WEIGHTS = {"accuracy": 0.3, "f1": 0.3, "throughput_samples_per_sec": 0.2, "latency_median_ms": 0.2}
 LOWER_IS_BETTER = {
     "latency_median_ms",
@@ -148,3 +150,15 @@ def summary(ranked: pd.DataFrame) -> pd.DataFrame:
     if "tied_with" in ranked:
         view.insert(3, "not significantly different from", ranked["tied_with"])
     return view.set_index("rank")
+
+
+def collect_runs(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Results and failures of every run under one dataset of a study."""
+    results, failures = [], []
+    for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+        if (run_dir / "failed.json").exists():
+            failures.append({"run": run_dir.name, **read_json(run_dir / "failed.json")})
+        elif (run_dir / "results.json").exists():
+            results.append(read_json(run_dir / "results.json"))
+    return results, failures
+

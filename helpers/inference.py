@@ -1,9 +1,13 @@
 """Batched prediction: sort by length, pad per batch, no autograd. The evaluation path."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:  # a run-time import costs seconds in every notebook kernel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:

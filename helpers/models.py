@@ -10,20 +10,17 @@ import logging
 import shutil
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    BitsAndBytesConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
 from helpers.config import ModelSpec, TrainConfig
 from helpers.device import Precision
 from helpers.paths import cache_dir
+
+if TYPE_CHECKING:  # importing these at run time costs seconds in every notebook kernel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +151,10 @@ def _zero_head(model: PreTrainedModel) -> None:
             torch.nn.init.zeros_(linears[-1].bias)
 
 
-def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> PeftModel:
+def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.nn.Module:
     """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full."""
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training  # ~7 s import
+
     if train.quantization == "4bit":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(
@@ -172,6 +171,8 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> Pef
 def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precision: Precision,
                    quantization: str = "none") -> PreTrainedModel:
     """Base + trained adapter, ready for inference; LoRA is merged where the base is not 4-bit."""
+    from peft import PeftModel
+
     if not (Path(adapter_dir) / "adapter_model.safetensors").is_file():
         raise ModelError(f"no trained adapter in {adapter_dir}; run notebooks/02_train for this run_dir first")
     model = PeftModel.from_pretrained(load_base(spec, labels, precision, quantization), adapter_dir)

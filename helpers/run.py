@@ -6,11 +6,13 @@ papermill parameters), the saved splits, the adapter, each stage's JSON and note
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import set_seed
+import numpy as np
+import torch
 
 from helpers import config
 from helpers.config import DatasetSpec, ModelSpec, Preset
@@ -58,11 +60,19 @@ class Run:
         return read_json(path)
 
 
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch (all devices) RNGs; transformers.set_seed does the same but
+    importing it pulls in the Trainer (~10 s per notebook kernel)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
              overrides: dict | None = None, study: str = "scratch", device: str | None = None) -> Run:
     """Resolve a stage notebook's parameters into checked records and seed every RNG.
     Training settings: the preset's, then the model's own recipe, then the study's overrides."""
-    set_seed(seed)
+    seed_everything(seed)
     spec = config.get_model(model)
     resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
     return Run(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers import data, metrics, models, significance, timing, training
+from helpers import data, metrics, models, significance, timing
 from helpers.inference import predict_proba
 from helpers.io import atomic_write_text
 from helpers.run import Run
@@ -44,6 +44,8 @@ def token_lengths(splits: data.DatasetSplits, tokenizer) -> dict[str, np.ndarray
 
 def train_model(run: Run) -> dict:
     """02_train: LoRA/QLoRA fine-tune on the saved train split, save the adapter (safetensors)."""
+    from helpers import training  # the Trainer import alone takes ~10 s; only this stage needs it
+
     splits = data.read_splits(run.data_folder)
     tokenizer = models.load_tokenizer(run.model)
     cfg = run.preset.train

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from helpers import config
 from helpers.config import Study
-from helpers.io import atomic_write_text, read_json, write_json, write_yaml
+from helpers.io import atomic_write_text, write_json, write_yaml
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path, experiments_dir, reports_dir
 from helpers.run import STAGES
 
@@ -130,14 +130,15 @@ def _prepare_run_dir(plan: RunPlan, force: bool) -> bool:
             f"{plan.run_dir} holds results made with other parameters; rerun with --force to replace "
             f"them, or give the study another name"
         )
-    if force:
-        for stale in ("results.json", "failed.json"):
-            (plan.run_dir / stale).unlink(missing_ok=True)
+    # What an earlier attempt left must not mix with this one (e.g. in the report).
+    stale = [plan.run_dir / name for name in ("results.json", "failed.json", "predictions.csv")]
+    stale += list(plan.run_dir.glob("0*_*.ipynb")) + list(plan.run_dir.glob("stages/*.json"))
+    for path in stale:
+        path.unlink(missing_ok=True)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(params_file, plan.params)
     atomic_write_text(plan.run_dir / "reproduce.sh", "#!/usr/bin/env bash\n# Rerun any stage of this run from the project root.\nset -e\n"
                       + "".join(reproduce_command(stage, plan.run_dir) + "\n" for stage in STAGES))
-    (plan.run_dir / "failed.json").unlink(missing_ok=True)
     return True
 
 
@@ -178,15 +179,3 @@ def run_study(study_path: str | Path, force: bool = False, report: bool = True) 
 
         outcome.report_html, outcome.report_pdf = build_report(study, study_dir(study), reports_dir())
     return outcome
-
-
-def collect_runs(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
-    """Results and failures of every run under one dataset of a study."""
-    results, failures = [], []
-    for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
-        if (run_dir / "failed.json").exists():
-            failures.append({"run": run_dir.name, **read_json(run_dir / "failed.json")})
-        elif (run_dir / "results.json").exists():
-            results.append(read_json(run_dir / "results.json"))
-    return results, failures
-

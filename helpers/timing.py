@@ -9,16 +9,18 @@ import os
 import resource
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import psutil
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from helpers.config import SpeedConfig
 from helpers.device import synchronize
 from helpers.inference import count_tokens, predict_proba
+
+if TYPE_CHECKING:  # a run-time import costs seconds in every notebook kernel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass

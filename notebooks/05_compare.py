@@ -27,10 +27,9 @@ from IPython.display import HTML, Markdown, display
 from helpers import comparison, plots, significance
 from helpers.io import write_json
 from helpers.paths import resolve
-from helpers.study import collect_runs
 
 folder = resolve(study_dir)
-results, failures = collect_runs(folder)
+results, failures = comparison.collect_runs(folder)
 table = comparison.results_table(results)
 display(Markdown(f"**{len(results)}** model(s) finished on **{dataset}**, **{len(failures)}** failed."))
 
