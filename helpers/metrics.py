@@ -2,10 +2,12 @@
 
 `labels` is always passed explicitly so a class the model never predicts (a common
 failure of small fine-tuned models) still counts in the macro averages.
+Per-group metrics show who pays for a good average: the worst group and the gap between groups.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 
@@ -18,6 +20,8 @@ from sklearn.metrics import (
     confusion_matrix,
     precision_recall_fscore_support,
 )
+
+from helpers import calibration
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: list[int]) -> dict[str, float]:
@@ -57,3 +61,50 @@ def per_class_report(y_true: Sequence[int], y_pred: Sequence[int], label_names: 
         zero_division=0,
     )
     return pd.DataFrame(report).transpose()
+
+
+PROBABILITY_METRICS = {"ece": calibration.ece, "brier": calibration.brier, "nll": calibration.nll}
+LOWER_IS_BETTER = set(PROBABILITY_METRICS)
+
+
+def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence, labels: list[int],
+                  min_size: int = 10, probabilities: np.ndarray | None = None) -> pd.DataFrame:
+    """Every quality metric per group (ECE, Brier and NLL too when probabilities are given), one row
+    per group name (a missing group is the group "nan") with its size `n`; `small` flags groups
+    under `min_size`, too noisy to judge."""
+    y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups).astype(str)
+    if not len(y_true) == len(y_pred) == len(groups):
+        raise ValueError(f"y_true, y_pred and groups differ in length: {len(y_true)}, {len(y_pred)}, {len(groups)}")
+    rows = {}
+    for group in pd.unique(groups):
+        mask = groups == group
+        with warnings.catch_warnings():  # a group without some class is common, not news
+            warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true|A single label")
+            quality = classification_metrics(y_true[mask], y_pred[mask], labels)
+        row = {"n": int(mask.sum()), "small": bool(mask.sum() < min_size), **quality}
+        if probabilities is not None:
+            row.update({name: metric(y_true[mask], np.asarray(probabilities)[mask])
+                        for name, metric in PROBABILITY_METRICS.items()})
+        rows[str(group)] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
+
+
+def group_summary(table: pd.DataFrame) -> dict:
+    """JSON-ready per-group record: every group's metrics, the groups set aside as small, and per
+    metric the worst value among the others, which group it is, and the largest gap between groups."""
+    judged = table[~table["small"]]
+    metric_columns = [c for c in table.columns if c not in {"n", "small"}]
+    worst, worst_group, gap = {}, {}, {}
+    for column in metric_columns if len(judged) else []:
+        values = judged[column].astype(float)
+        name = values.idxmax() if column in LOWER_IS_BETTER else values.idxmin()
+        worst[column], worst_group[column] = float(values[name]), str(name)
+        gap[column] = float(values.max() - values.min())
+    return {
+        "groups": {str(g): {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+                   for g, row in table.to_dict(orient="index").items()},
+        "small_groups": [str(g) for g in table.index[table["small"]]],
+        "worst": worst,
+        "worst_group": worst_group,
+        "gap": gap,
+    }

@@ -6,6 +6,7 @@ Packaged GGUF models are dequantized once into a safetensors folder under the ca
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -117,8 +118,10 @@ def _quantization(precision: Precision) -> BitsAndBytesConfig:
 
 
 def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantization: str = "none",
-              tokenizer: PreTrainedTokenizerBase | None = None) -> PreTrainedModel:
-    """The pretrained body with a fresh classification head for `labels`."""
+              tokenizer: PreTrainedTokenizerBase | None = None,
+              verbalizer_ids: list[int] | None = None) -> PreTrainedModel:
+    """The pretrained body with a new classification head for `labels`: a decoder's head starts as
+    its LM head restricted to `verbalizer_ids` (the zero-shot answer), any other head at zero."""
     tokenizer = tokenizer or load_tokenizer(spec)
     kwargs = dict(
         num_labels=len(labels),
@@ -134,7 +137,12 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
     except OSError as exc:
         raise _unavailable(spec, exc) from exc
     model.config.pad_token_id = tokenizer.pad_token_id
-    _zero_head(model)
+    if spec.pooling == "mean":
+        _mean_pooling(model, spec)
+    if verbalizer_ids is not None:
+        _verbalizer_head(model, verbalizer_ids)
+    else:
+        _zero_head(model)
     if quantization != "4bit":
         model.to(precision.device)
     return model
@@ -149,6 +157,58 @@ def _zero_head(model: PreTrainedModel) -> None:
         torch.nn.init.zeros_(linears[-1].weight)
         if linears[-1].bias is not None:
             torch.nn.init.zeros_(linears[-1].bias)
+
+
+def _output_embedding_rows(model: PreTrainedModel, token_ids: list[int]) -> torch.Tensor:
+    """The LM head's rows for `token_ids`: the input embeddings when tied, else read from the
+    checkpoint (the sequence-classification class does not load the LM head)."""
+    if getattr(model.config, "tie_word_embeddings", False):
+        return model.get_input_embeddings().weight[token_ids].detach()
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    source = model.config.name_or_path
+    index = cached_file(source, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    name = json.loads(Path(index).read_text())["weight_map"]["lm_head.weight"] if index else "model.safetensors"
+    with safe_open(cached_file(source, name), framework="pt") as weights:
+        return weights.get_tensor("lm_head.weight")[token_ids]
+
+
+def _verbalizer_head(model: PreTrainedModel, token_ids: list[int]) -> None:
+    """With the text given as a prompt, the classifier's first prediction is the base model's
+    zero-shot answer, and training starts from there instead of from chance."""
+    with torch.no_grad():
+        model.score.weight.copy_(_output_embedding_rows(model, token_ids).to(model.score.weight.dtype))
+
+
+class MeanPooler(torch.nn.Module):
+    """sentence-transformers pooling: the mean of the token states under the attention mask
+    (their models were trained for it; BERT's [CLS] pooler in them never was)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            return hidden_states.mean(dim=1)
+        mask = self.mask.unsqueeze(-1).to(hidden_states.dtype)
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def _mean_pooling(model: PreTrainedModel, spec: ModelSpec) -> None:
+    """Swap the encoder's pooler for a masked mean; the body hands it the attention mask."""
+    body = getattr(model, model.base_model_prefix, None)
+    if getattr(body, "pooler", None) is None:
+        raise ModelError(f"model {spec.id!r}: `pooling: mean` needs an encoder with a pooler (BERT-style); "
+                         f"remove it from params/models.yaml")
+    pooler = MeanPooler()
+    body.pooler = pooler
+
+    def keep_mask(module, args, kwargs):
+        pooler.mask = kwargs.get("attention_mask")
+
+    body.register_forward_pre_hook(keep_mask, with_kwargs=True)
 
 
 def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.nn.Module:

@@ -12,8 +12,13 @@ NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 
 
 def cache_dir() -> Path:
-    """Converted model weights; SENTICOMPARE_CACHE moves it."""
+    """Converted model weights and loaded datasets; SENTICOMPARE_CACHE moves it."""
     return Path(os.environ.get("SENTICOMPARE_CACHE", PROJECT_ROOT / ".cache"))
+
+
+def data_cache_dir() -> Path:
+    """Loaded, standardized datasets; SENTICOMPARE_DATA_CACHE moves it (the tests use a temporary folder)."""
+    return Path(os.environ.get("SENTICOMPARE_DATA_CACHE", cache_dir() / "data"))
 
 
 def experiments_dir() -> Path:

@@ -8,7 +8,9 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from helpers.calibration import reliability_ece
 from helpers.comparison import normalize
+from helpers.selective import curve_area
 
 MAX_MARKER_AREA = 600.0
 MIN_MARKER_AREA = 20.0
@@ -137,5 +139,44 @@ def data_card(splits, lengths: dict[str, np.ndarray], max_length: int) -> Figure
     truncated = {name: float((values > max_length).mean()) for name, values in lengths.items()}
     right.set_title("Length in tokens; truncated beyond the red line: "
                     + ", ".join(f"{k} {v:.0%}" for k, v in truncated.items()))
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagrams(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Accuracy against confidence per bin, one panel per model; on the diagonal a model's
+    confidence can be taken at its word, below it the model is over-confident. Marker area ∝ examples."""
+    columns = min(len(curves), 3)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    for ax, (name, table) in zip(axes.flat, curves.items()):
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+        ax.plot(table["confidence"], table["accuracy"], color="tab:blue", linewidth=1)
+        ax.scatter(table["confidence"], table["accuracy"],
+                   s=MAX_MARKER_AREA * table["count"] / table["count"].sum(), alpha=0.6, color="tab:blue")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} (ECE {reliability_ece(table):.3f})")
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def risk_coverage(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Error rate among the examples answered against the share answered, per model: lower and
+    flatter is better, and the area under each curve is its AURC."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in curves.items():
+        ax.step(np.r_[0.0, curve["coverage"]], np.r_[curve["risk"].iloc[0], curve["risk"]], where="pre",
+                label=f"{name} (AURC {curve_area(curve):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("coverage (share of examples answered, most confident first)")
+    ax.set_ylabel("risk (error rate among answered)")
+    ax.set_title("Risk–coverage")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig

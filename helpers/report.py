@@ -1,6 +1,7 @@
 """Stitch a study's executed notebooks into one HTML report (code hidden) and print it to PDF.
 
-The comparison comes first (summary table and ranking), then each model's stage notebooks.
+The comparison comes first (summary table and ranking, then the leave-one-group-out table
+where the study holds groups out), then each model's stage notebooks.
 Text that comes from data or errors is HTML-escaped before it enters the report.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
+from helpers import holdout
 from helpers.config import Study
 from helpers.io import atomic_write_bytes, atomic_write_text, read_json
 from helpers.run import STAGES
@@ -67,6 +69,9 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
         compare = dataset_dir / "05_compare.ipynb"
         if compare.exists():
             nb.cells.extend(_cells(compare))
+        held_out = holdout.report_markdown(study_dir, dataset)
+        if held_out:
+            nb.cells.append(_markdown(held_out))
         for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
             nb.cells.append(_markdown(f"# {html.escape(run_dir.name)} on {html.escape(dataset)}"))
             if (run_dir / "failed.json").exists():

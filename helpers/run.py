@@ -69,16 +69,21 @@ def seed_everything(seed: int) -> None:
 
 
 def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
-             overrides: dict | None = None, study: str = "scratch", device: str | None = None) -> Run:
+             overrides: dict | None = None, study: str = "scratch", device: str | None = None,
+             holdout_group: str | None = None) -> Run:
     """Resolve a stage notebook's parameters into checked records and seed every RNG.
-    Training settings: the preset's, then the model's own recipe, then the study's overrides."""
+    Training settings: the preset's, then the model's own recipe, then the study's overrides.
+    A holdout_group makes the run leave that group out of training and test on it alone."""
     seed_everything(seed)
     spec = config.get_model(model)
     resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
+    dataset_spec = config.get_dataset(dataset)
+    if holdout_group is not None:
+        dataset_spec = dataclasses.replace(dataset_spec, holdout_group=holdout_group)
     return Run(
         study=study,
         model=spec,
-        dataset=config.get_dataset(dataset),
+        dataset=dataset_spec,
         preset=config.apply_overrides(resolved, overrides or {}),
         seed=seed,
         run_dir=resolve(run_dir),

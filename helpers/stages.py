@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers import data, metrics, models, significance, timing
+from helpers import data, evaluation, metrics, models, prompts, significance, timing
 from helpers.inference import predict_proba
 from helpers.io import atomic_write_text
 from helpers.run import Run
@@ -42,6 +42,23 @@ def token_lengths(splits: data.DatasetSplits, tokenizer) -> dict[str, np.ndarray
             for name in data.SPLITS}
 
 
+def model_inputs(run: Run, tokenizer, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """What the classifier reads and its token budget: decoders get each text (cut to the
+    preset's max_length) inside the dataset's question, encoders the text itself."""
+    if run.model.family != "decoder":
+        return df, run.preset.max_length
+    fmt = prompts.prompt_format(run.dataset, tokenizer)
+    texts = prompts.build_prompts(df["text"].tolist(), tokenizer, fmt, run.preset.max_length)
+    longest = max((len(ids) for ids in tokenizer(texts)["input_ids"]), default=run.preset.max_length)
+    return df.assign(text=texts), longest
+
+
+def _head_init(run: Run, tokenizer) -> list[int] | None:
+    if run.model.family != "decoder":
+        return None
+    return prompts.verbalizer_ids(tokenizer, prompts.prompt_format(run.dataset, tokenizer))
+
+
 def train_model(run: Run) -> dict:
     """02_train: LoRA/QLoRA fine-tune on the saved train split, save the adapter (safetensors)."""
     from helpers import training  # the Trainer import alone takes ~10 s; only this stage needs it
@@ -49,12 +66,15 @@ def train_model(run: Run) -> dict:
     splits = data.read_splits(run.data_folder)
     tokenizer = models.load_tokenizer(run.model)
     cfg = run.preset.train
-    model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
-                            run.model, cfg)
+    base = models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer,
+                            verbalizer_ids=_head_init(run, tokenizer))
+    model = models.add_lora(base, run.model, cfg)
     trainable, total = models.count_parameters(model)
+    train_df, max_length = model_inputs(run, tokenizer, splits.train)
+    val_df, _ = model_inputs(run, tokenizer, splits.validation)
     with tempfile.TemporaryDirectory(prefix="trainer-") as scratch:
-        result = training.train(model, tokenizer, splits.train, splits.validation, cfg, run.precision,
-                                run.preset.max_length, run.seed, Path(scratch))
+        result = training.train(model, tokenizer, train_df, val_df, cfg, run.precision, max_length, run.seed,
+                                Path(scratch))
     model.save_pretrained(run.adapter_dir, safe_serialization=True)
     record = {
         **dataclasses.asdict(result),
@@ -70,30 +90,74 @@ def train_model(run: Run) -> dict:
     return record
 
 
+def base_model_baseline(run: Run, shots: list[int]) -> dict[str, dict]:
+    """A causal LM before fine-tuning, asked each test text zero-/k-shot: the next-token
+    probability of each label's answer word, normalized over the labels (one forward pass per
+    example). That is exactly the untrained classifier with its verbalizer head."""
+    if run.model.family != "decoder":
+        return {}
+    splits = data.read_splits(run.data_folder)
+    tokenizer = models.load_tokenizer(run.model)
+    fmt = prompts.prompt_format(run.dataset, tokenizer)
+    model = models.load_base(run.model, splits.labels, run.precision, run.preset.train.quantization, tokenizer,
+                             verbalizer_ids=prompts.verbalizer_ids(tokenizer, fmt)).eval()
+    y_true, label_ids = splits.test["label"].to_numpy(), list(range(len(splits.labels)))
+    block = {}
+    for k in shots:
+        examples = prompts.pick_shots(splits.train, k, run.seed) if k else None
+        texts = prompts.build_prompts(splits.test["text"].tolist(), tokenizer, fmt, run.preset.max_length, examples)
+        lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        probs = predict_proba(model, tokenizer, texts, run.preset.train.eval_batch_size, max(lengths), run.device)
+        block[f"{k}-shot"] = {**metrics.classification_metrics(y_true, probs.argmax(axis=1), label_ids),
+                              **evaluation.calibration_metrics(y_true, probs, run.preset.evaluation.ece_bins),
+                              "shots": k, "prompt_tokens_mean": float(np.mean(lengths))}
+    return block
+
+
 def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
-    """03_evaluate: predict the test split with probabilities; quality metrics by sklearn."""
+    """03_evaluate: predict validation, calibration and test with probabilities; quality metrics
+    by sklearn, calibration, selective prediction, conformal sets and costs (helpers/evaluation.py),
+    and, for causal LMs, the base model zero-/k-shot beside the fine-tuned one."""
     splits = data.read_splits(run.data_folder)
     tokenizer = models.load_tokenizer(run.model)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
-    test = splits.test
-    probs = predict_proba(model, tokenizer, test["text"].tolist(), run.preset.train.eval_batch_size,
-                          run.preset.max_length, run.device)
+
+    def predict(df: pd.DataFrame) -> np.ndarray:
+        inputs, max_length = model_inputs(run, tokenizer, df)
+        return predict_proba(model, tokenizer, inputs["text"].tolist(), run.preset.train.eval_batch_size,
+                             max_length, run.device)
+
+    test, validation, held_out = splits.test, splits.validation, splits.calibration
+    if held_out.empty:
+        raise data.DataError(f"{run.data_folder} has no calibration split (written before it existed); "
+                             f"rerun notebooks/01_data for this run_dir")
+    probs = predict(test)
     y_true, y_pred = test["label"].to_numpy(), probs.argmax(axis=1)
     label_ids = list(range(len(splits.labels)))
+    groups = test["group"].astype(str).to_numpy() if "group" in test else None
     predictions = pd.DataFrame({"example": np.arange(len(test)), "label": y_true, "prediction": y_pred,
                                 "confidence": probs.max(axis=1)})
+    if groups is not None:
+        predictions["group"] = groups
     for i, name in enumerate(splits.labels):
         predictions[f"prob_{name}"] = probs[:, i]
     record = {
         **metrics.classification_metrics(y_true, y_pred, label_ids),
         **significance.quality_cis(y_true, y_pred, label_ids, seed=run.seed),
+        **evaluation.uncertainty_report(validation["label"].to_numpy(), predict(validation),
+                                        held_out["label"].to_numpy(), predict(held_out), y_true, probs,
+                                        run.preset.evaluation, groups_test=groups, label_ids=label_ids),
         "baseline_majority": metrics.majority_baseline(splits.train["label"].to_numpy(), y_true, label_ids),
         "confusion_matrix": metrics.confusion(y_true, y_pred, label_ids),
         "labels": splits.labels,
         "test_examples": len(test),
         "fingerprint": splits.fingerprint,
     }
+    del model
+    baseline = base_model_baseline(run, run.preset.evaluation.baseline_shots)
+    if baseline:
+        record["baseline"] = baseline
     atomic_write_text(run.run_dir / "predictions.csv", predictions.to_csv(index=False))
     run.write_stage("03_evaluate", record)
     return record, predictions
@@ -105,7 +169,8 @@ def measure_speed(run: Run) -> dict:
     tokenizer = models.load_tokenizer(run.model)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
-    record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,
-                                      run.preset.max_length, run.device)
+    inputs, max_length = model_inputs(run, tokenizer, splits.test)
+    record = timing.measure_inference(model, tokenizer, inputs["text"].tolist(), run.preset.speed, max_length,
+                                      run.device)
     run.write_stage("04_speed", record)
     return record

@@ -19,7 +19,7 @@ import papermill
 import yaml
 from tqdm.auto import tqdm
 
-from helpers import config
+from helpers import config, holdout
 from helpers.config import Study
 from helpers.io import atomic_write_text, write_json, write_yaml
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path, experiments_dir, reports_dir
@@ -39,6 +39,7 @@ class RunPlan:
     seed: int
     run_dir: Path
     params: dict[str, Any]
+    holdout_group: str | None = None
 
 
 @dataclass
@@ -55,20 +56,30 @@ def study_dir(study: Study) -> Path:
     return experiments_dir() / study.name
 
 
-def plan_runs(study: Study) -> list[RunPlan]:
-    """One run per dataset x model x seed; a seed suffix only when the study has several."""
+def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str | None = None) -> list[RunPlan]:
+    """One run per model x seed in a dataset folder; a seed suffix only when the study has several."""
     plans = []
-    for dataset in study.datasets:
-        for model in study.models:
-            for seed in study.seeds:
-                name = model if len(study.seeds) == 1 else f"{model}-seed{seed}"
-                run_dir = study_dir(study) / dataset / name
-                params = {
-                    "model": model, "dataset": dataset, "preset": study.preset, "seed": seed,
-                    "run_dir": display_path(run_dir), "data_dir": study.data_dir,
-                    "overrides": study.overrides, "study": study.name,
-                }
-                plans.append(RunPlan(model, dataset, seed, run_dir, params))
+    for model in study.models:
+        for seed in study.seeds:
+            run_dir = folder / (model if len(study.seeds) == 1 else f"{model}-seed{seed}")
+            params = {
+                "model": model, "dataset": dataset, "preset": study.preset, "seed": seed,
+                "run_dir": display_path(run_dir), "data_dir": study.data_dir,
+                "overrides": study.overrides, "study": study.name,
+            }
+            if holdout_group is not None:  # only then: earlier runs' params.yaml stay as they were
+                params["holdout_group"] = holdout_group
+            plans.append(RunPlan(model, dataset, seed, run_dir, params, holdout_group))
+    return plans
+
+
+def plan_runs(study: Study) -> list[RunPlan]:
+    """One run per dataset x model x seed, then one per held-out group x model x seed."""
+    plans = [plan for name in study.datasets for plan in _dataset_runs(study, name, study_dir(study) / name)]
+    for group in holdout.groups(study):
+        dataset = study.holdout["dataset"]
+        folder = study_dir(study) / holdout.folder_name(dataset, group)
+        plans += _dataset_runs(study, dataset, folder, group)
     return plans
 
 
@@ -153,12 +164,12 @@ def run_study(study_path: str | Path, force: bool = False, report: bool = True) 
     bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo)
     for plan in todo:
         for i, stage in enumerate(STAGES):
-            bar.set_postfix_str(f"{plan.dataset}/{plan.run_dir.name} {stage}")
+            bar.set_postfix_str(f"{plan.run_dir.parent.name}/{plan.run_dir.name} {stage}")
             try:
                 execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params)
             except Exception as exc:  # a failed model must not take the study down
                 error = _error_summary(exc)
-                log.error("%s/%s failed in %s: %s", plan.dataset, plan.run_dir.name, stage, error)
+                log.error("%s/%s failed in %s: %s", plan.run_dir.parent.name, plan.run_dir.name, stage, error)
                 write_json(plan.run_dir / "failed.json", {"stage": stage, "error": error, "params": plan.params})
                 outcome.failed.append((plan, stage, error))
                 bar.update(len(STAGES) - i)

@@ -22,6 +22,7 @@ run_dir = "experiments/scratch/finefoods/smollm2-135m"
 data_dir = None
 overrides = {}
 study = "scratch"
+holdout_group = None
 
 # %%
 import pandas as pd
@@ -30,7 +31,7 @@ from IPython.display import Markdown, display
 from helpers import plots, stages
 from helpers.run import open_run
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 splits, lengths = stages.prepare_data(run)
 display(Markdown(f"**{splits.dataset}** from `{splits.source}` · fingerprint `{splits.fingerprint}` · "
                  f"max length {run.preset.max_length} tokens of `{run.model.id}`"))

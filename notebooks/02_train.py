@@ -23,6 +23,7 @@ run_dir = "experiments/scratch/finefoods/smollm2-135m"
 data_dir = None
 overrides = {}
 study = "scratch"
+holdout_group = None
 
 # %%
 import pandas as pd
@@ -30,7 +31,7 @@ import pandas as pd
 from helpers import plots, stages
 from helpers.run import open_run
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 record = stages.train_model(run)
 pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_samples", "train_tokens",
                                   "train_tokens_per_sec", "final_val_accuracy", "trainable_params",

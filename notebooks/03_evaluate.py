@@ -12,7 +12,9 @@
 # # 03 · Evaluate
 # Predicts the test split with the fine-tuned model, saves every prediction with its class
 # probabilities, and computes the quality metrics with 95 % bootstrap intervals next to the
-# majority-class baseline.
+# majority-class baseline and, for causal LMs, next to the base model asked zero-/k-shot; then
+# how far its confidence can be trusted: calibration, selective prediction, conformal sets,
+# cost-sensitive decisions and per-group quality.
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
@@ -23,14 +25,15 @@ run_dir = "experiments/scratch/finefoods/smollm2-135m"
 data_dir = None
 overrides = {}
 study = "scratch"
+holdout_group = None
 
 # %%
 import pandas as pd
 
-from helpers import plots, stages
+from helpers import calibration, comparison, evaluation, plots, stages
 from helpers.run import open_run
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 record, predictions = stages.evaluate_model(run)
 keys = ("accuracy", "f1", "precision", "recall", "balanced_accuracy")
 pd.DataFrame({run.model.id: {k: record[k] for k in keys},
@@ -44,3 +47,33 @@ pd.DataFrame({"95 % CI": {"accuracy": record["accuracy_ci95"], "f1 (macro)": rec
 
 # %%
 plots.confusion_heatmap(record["confusion_matrix"], record["labels"], title=run.model.id);
+
+# %% [markdown]
+# ## Base model before fine-tuning
+# Causal LMs only: the dataset's question after each text, scored by the next-token probability of
+# each label's answer word (normalized over the labels), with k answered training examples first.
+
+# %%
+pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "brier", "nll")},
+              **{f"base, {name}": {k: block[k] for k in ("accuracy", "f1", "ece", "brier", "nll")}
+                 for name, block in record.get("baseline", {}).items()}}).round(4)
+
+# %% [markdown]
+# ## Calibration, selective prediction, conformal sets, costs
+# Temperature fitted on validation; the selective threshold chosen on validation; conformal sets
+# calibrated on the held-out calibration split; all numbers on test.
+
+# %%
+pd.Series({k: record[k] for k in evaluation.SUMMARY_KEYS if k in record}, name=run.model.id).to_frame()
+
+# %%
+y_test, p_test = comparison.run_probabilities(run.run_dir)
+plots.reliability_diagrams({run.model.id: calibration.reliability(y_test, p_test, record["ece_bins"])});
+
+# %% [markdown]
+# ## Per group
+# Every quality metric per group of the dataset's group column (groups below the minimum size are
+# listed but not judged).
+
+# %%
+pd.DataFrame(record["per_group"]["groups"]).T if "per_group" in record else "The dataset has no group column."

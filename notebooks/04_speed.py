@@ -23,6 +23,7 @@ run_dir = "experiments/scratch/finefoods/smollm2-135m"
 data_dir = None
 overrides = {}
 study = "scratch"
+holdout_group = None
 
 # %%
 import pandas as pd
@@ -30,7 +31,7 @@ import pandas as pd
 from helpers import stages
 from helpers.run import assemble_results, open_run
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 record = stages.measure_speed(run)
 pd.Series({k: v for k, v in record.items() if not isinstance(v, dict)}, name=run.model.id).to_frame()
 

@@ -1,15 +1,20 @@
-"""Shared test setup: runs and reports go to a temporary folder, data comes from the mirror."""
+"""Shared test setup: runs, reports and the data cache go to a temporary folder, data comes from the mirror."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from helpers import config
+from helpers.io import write_yaml
 
 _TMP = Path(tempfile.mkdtemp(prefix="senticompare-tests-"))
 os.environ.setdefault("SENTICOMPARE_EXPERIMENTS", str(_TMP / "experiments"))
 os.environ.setdefault("SENTICOMPARE_REPORTS", str(_TMP / "reports"))
+os.environ.setdefault("SENTICOMPARE_DATA_CACHE", str(_TMP / "data-cache"))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SENTICOMPARE_DATA_DIR", PROJECT_ROOT.parent / "shared" / "datasets"))
@@ -26,3 +31,37 @@ def mirror_path() -> Path:
 def mirror(monkeypatch, mirror_path) -> Path:
     monkeypatch.setenv("SENTICOMPARE_DATA_DIR", str(mirror_path))
     return mirror_path
+
+
+@pytest.fixture
+def reviews() -> pd.DataFrame:
+    """60 short reviews, alternating negative and positive, every text distinct."""
+    return pd.DataFrame({"text": [f"review number {i} {'good' if i % 2 else 'bad'}" for i in range(60)],
+                         "label": ["positive" if i % 2 else "negative" for i in range(60)]})
+
+
+@pytest.fixture
+def file_dataset(tmp_path):
+    """Write a table (a frame, or raw bytes) to tmp_path and register it as the `file` dataset
+    `mine` in a temporary params/datasets.yaml, so the registry's own checks run on it too."""
+    def register(table: pd.DataFrame | bytes, name: str = "reviews.csv", **entry) -> config.DatasetSpec:
+        path = tmp_path / name
+        if isinstance(table, bytes):
+            path.write_bytes(table)
+        elif name.endswith(".jsonl"):
+            table.to_json(path, orient="records", lines=True, force_ascii=False)
+        else:
+            table.to_csv(path, index=False)
+        fields = {"source": "file", "path": str(path), "text_column": "text", "label_column": "label",
+                  "labels": ["negative", "positive"], **entry}
+        registry = write_yaml(tmp_path / "datasets.yaml", {"mine": fields})
+        return config.load_datasets(registry)["mine"]
+
+    return register
+
+
+@pytest.fixture
+def own_data_cache(monkeypatch, tmp_path) -> Path:
+    """An empty data cache for this test alone: for tests that must see the source itself read."""
+    monkeypatch.setenv("SENTICOMPARE_DATA_CACHE", str(tmp_path / "data-cache"))
+    return tmp_path / "data-cache"

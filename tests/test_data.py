@@ -1,31 +1,13 @@
 import dataclasses
 import time
 
-import pandas as pd
 import pytest
 
-from helpers import config, data
+from helpers import config, data, paths
 
 
 def preset(**changes):
     return dataclasses.replace(config.load_preset("quick"), **changes)
-
-
-def file_spec(tmp_path, df: pd.DataFrame, name="reviews.csv", **changes) -> config.DatasetSpec:
-    path = tmp_path / name
-    if name.endswith(".jsonl"):
-        df.to_json(path, orient="records", lines=True)
-    else:
-        df.to_csv(path, index=False)
-    fields = dict(id="mine", source="file", path=str(path), text_column="text", label_column="label",
-                  labels=["negative", "positive"])
-    fields.update(changes)
-    return config.DatasetSpec(**fields)
-
-
-def reviews(n=60) -> pd.DataFrame:
-    return pd.DataFrame({"text": [f"review number {i} {'good' if i % 2 else 'bad'}" for i in range(n)],
-                         "label": ["positive" if i % 2 else "negative" for i in range(n)]})
 
 
 def test_finefoods_splits_are_stratified_capped_and_seed_stable():
@@ -51,7 +33,7 @@ def test_sst2_from_the_mirror_uses_its_labelled_test(mirror):
     assert len(splits.train) == 64
 
 
-def test_hub_without_network_fails_fast_naming_the_mirror(monkeypatch):
+def test_hub_without_network_fails_fast_naming_the_mirror(monkeypatch, own_data_cache):
     monkeypatch.delenv("SENTICOMPARE_DATA_DIR", raising=False)
     monkeypatch.setattr(data, "HUB_HOST", ("unreachable.invalid", 443))
     start = time.perf_counter()
@@ -60,58 +42,23 @@ def test_hub_without_network_fails_fast_naming_the_mirror(monkeypatch):
     assert time.perf_counter() - start < 10
 
 
-def test_user_file_with_label_names(tmp_path):
-    splits = data.load_splits(file_spec(tmp_path, reviews()), preset(max_validation=6), seed=3)
+def test_user_file_with_label_names(file_dataset, reviews):
+    splits = data.load_splits(file_dataset(reviews), preset(max_validation=6), seed=3)
     assert splits.labels == ["negative", "positive"]
     assert sum(len(splits.split(s)) for s in data.SPLITS) == 60
+    assert len(set().union(*(splits.split(s)["text"] for s in data.SPLITS))) == 60  # no row in two splits
     assert set(splits.train["label"]) == {0, 1}
 
 
-def test_missing_column_names_the_columns_and_the_fix(tmp_path):
-    spec = file_spec(tmp_path, reviews().rename(columns={"text": "body"}))
-    with pytest.raises(data.DataError, match=r"missing column\(s\) \['text'\].*'body'.*text_column"):
-        data.load_splits(spec, preset(), seed=1)
-
-
-def test_labels_outside_the_declared_set(tmp_path):
-    df = reviews()
-    df.loc[3, "label"] = "neutral"
-    with pytest.raises(data.DataError, match=r"1 labels outside.*neutral.*label_map"):
-        data.load_splits(file_spec(tmp_path, df), preset(), seed=1)
-
-
-def test_missing_labels(tmp_path):
-    df = reviews()
-    df.loc[[1, 2], "label"] = None
-    with pytest.raises(data.DataError, match="2 rows have no label"):
-        data.load_splits(file_spec(tmp_path, df, name="r.jsonl"), preset(), seed=1)
-
-
-def test_empty_file_is_a_clear_error(tmp_path):
-    with pytest.raises(data.DataError, match="empty"):
-        data.load_splits(file_spec(tmp_path, reviews().iloc[:0]), preset(), seed=1)
-
-
-def test_empty_texts_are_dropped_and_reported(tmp_path):
-    df = reviews()
-    df.loc[[0, 5], "text"] = "   "
-    splits = data.load_splits(file_spec(tmp_path, df), preset(max_validation=6), seed=1)
-    finding = next(f for f in splits.findings if f.check == "empty_text")
-    assert finding.count == 2
-    assert sum(len(splits.split(s)) for s in data.SPLITS) == 58
-
-
-def test_single_class_train_is_an_error(tmp_path):
-    df = reviews().assign(label="positive")
-    with pytest.raises(data.DataError, match="only one class in train"):
-        data.load_splits(file_spec(tmp_path, df), preset(), seed=1)
-
-
-def test_leakage_between_train_and_test_is_counted(tmp_path):
-    df = pd.concat([reviews(), reviews().iloc[:20]], ignore_index=True)
-    splits = data.load_splits(file_spec(tmp_path, df), preset(max_validation=6), seed=1)
-    checks = {f.check: f.count for f in splits.findings}
-    assert checks["leakage"] > 0
+def test_calibration_is_carved_stratified_capped_and_seed_stable():
+    spec = config.get_dataset("finefoods")
+    a = data.load_splits(spec, preset(max_train=200, max_calibration=80), seed=7)
+    b = data.load_splits(spec, preset(max_train=200, max_calibration=80), seed=7)
+    assert len(a.calibration) == 80 and a.calibration["text"].equals(b.calibration["text"])
+    assert abs(a.calibration["label"].mean() - 0.65) < 0.03
+    assert a.summary().loc["calibration", "rows"] == 80
+    uncapped = data.load_splits(spec, preset(max_validation=24, max_calibration=None), seed=7)
+    assert len(uncapped.calibration) == 24  # no cap of its own: as many as validation
 
 
 def test_saved_splits_read_back_identically(tmp_path):
@@ -119,12 +66,51 @@ def test_saved_splits_read_back_identically(tmp_path):
     data.save_splits(splits, tmp_path / "data")
     again = data.read_splits(tmp_path / "data")
     assert data.fingerprint(again) == splits.fingerprint
-    assert again.train["text"].tolist() == splits.train["text"].tolist()
+    for name in data.SPLITS:
+        assert again.split(name)["text"].tolist() == splits.split(name)["text"].tolist(), name
 
 
-def test_leakage_is_dropped_from_train_when_the_entry_asks(tmp_path):
-    df = pd.concat([reviews(), reviews().iloc[:20]], ignore_index=True)
-    splits = data.load_splits(file_spec(tmp_path, df, drop_leakage=True), preset(max_validation=6), seed=1)
-    checks = {f.check: f.count for f in splits.findings}
-    assert checks["leakage_dropped"] > 0 and "leakage" not in checks
-    assert not splits.train["text"].isin(set(splits.test["text"])).any()
+def test_a_run_folder_saved_before_the_calibration_split_still_reads(tmp_path):
+    splits = data.load_splits(config.get_dataset("finefoods"), preset(max_train=40, max_validation=10, max_test=10), 1)
+    data.save_splits(splits, tmp_path / "data")
+    (tmp_path / "data" / "calibration.jsonl").unlink()
+    old = data.read_splits(tmp_path / "data")
+    assert old.calibration.empty and old.summary().loc["calibration", "rows"] == 0
+    assert old.train["text"].tolist() == splits.train["text"].tolist()
+
+
+def test_a_second_load_comes_from_the_cache_with_its_findings(file_dataset, reviews, monkeypatch):
+    reviews.loc[[0, 5], "text"] = " "
+    spec = file_dataset(reviews)
+    first = data.load_splits(spec, preset(max_validation=6), seed=1)
+    monkeypatch.setattr(data, "_read_source", lambda *a: pytest.fail("the source was read again"))
+    again = data.load_splits(spec, preset(max_validation=6), seed=1)
+    assert again.fingerprint == first.fingerprint and again.findings == first.findings
+    assert (paths.data_cache_dir() / first.cache_key / "train.parquet").is_file()
+
+
+def test_the_cache_key_follows_the_file_and_the_entry_but_not_what_applies_after(file_dataset, reviews):
+    def key(spec):
+        return data.load_standardized(spec).cache_key
+
+    base = key(file_dataset(reviews))
+    assert key(file_dataset(reviews, labels=["neg", "pos"], label_map={"negative": "neg", "positive": "pos"})) != base
+    assert key(file_dataset(reviews, drop_leakage=True, description="same rows")) == base
+    reviews.loc[0, "text"] = "an edited review"
+    assert key(file_dataset(reviews)) != base
+
+
+def test_leave_one_group_out_tests_on_the_held_out_group_only(mirror):
+    spec = dataclasses.replace(config.get_dataset("disneyland_3class"), holdout_group="Disneyland_Paris")
+    splits = data.load_splits(spec, preset(), seed=1)
+    assert set(splits.test["group"]) == {"Disneyland_Paris"}
+    for name in ("train", "validation", "calibration"):
+        assert set(splits.split(name)["group"]) == {"Disneyland_California", "Disneyland_HongKong"}, name
+    assert splits.source.endswith("holdout:Disneyland_Paris")
+    assert splits.fingerprint == data.load_splits(spec, preset(), seed=1).fingerprint
+
+
+def test_an_unknown_held_out_group_names_the_groups(mirror):
+    spec = dataclasses.replace(config.get_dataset("disneyland"), holdout_group="Disneyland_Tokyo")
+    with pytest.raises(data.DataError, match="Disneyland_Tokyo.*Disneyland_California.*holdout.groups"):
+        data.load_splits(spec, preset(), seed=1)

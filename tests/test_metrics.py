@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.metrics import classification_metrics, confusion, majority_baseline, per_class_report
+from helpers.metrics import (
+    classification_metrics,
+    confusion,
+    group_metrics,
+    group_summary,
+    majority_baseline,
+    per_class_report,
+)
 
 METRIC_KEYS = {
     "accuracy",
@@ -90,3 +97,40 @@ def test_per_class_report_includes_unseen_label():
     report = per_class_report([0, 1, 0], [0, 1, 1], ["negative", "neutral", "positive"])
     assert report.loc["positive", "support"] == 0
     assert report.loc["positive", "f1-score"] == 0
+
+
+def test_group_metrics_by_hand():
+    # group a: 3 of 4 right; group b: 1 of 2 right; group c: 1 example, too small to judge
+    y_true = [0, 1, 1, 0, 1, 0, 1]
+    y_pred = [0, 1, 0, 0, 1, 1, 0]
+    groups = ["a", "a", "a", "a", "b", "b", "c"]
+    table = group_metrics(y_true, y_pred, groups, labels=[0, 1], min_size=2)
+    assert table.loc["a", "n"] == 4 and table.loc["c", "n"] == 1
+    assert table["small"].to_dict() == {"a": False, "b": False, "c": True}
+    assert table.loc["a", "accuracy"] == pytest.approx(0.75)
+    assert table.loc["b", "accuracy"] == pytest.approx(0.5)
+    assert table.loc["c", "accuracy"] == pytest.approx(0.0)
+    assert set(METRIC_KEYS) <= set(table.columns)
+    summary = group_summary(table)
+    assert summary["small_groups"] == ["c"]
+    assert summary["worst_group"]["accuracy"] == "b"  # c is worse but too small to judge
+    assert summary["worst"]["accuracy"] == pytest.approx(0.5)
+    assert summary["gap"]["accuracy"] == pytest.approx(0.25)
+    assert summary["groups"]["a"]["n"] == 4 and summary["groups"]["c"]["small"] is True
+
+
+def test_group_metrics_with_probabilities_judge_lower_is_better_metrics_by_their_maximum():
+    y_true = np.array([0, 1, 0, 1])
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.6, 0.4]])  # group a confident and right, b wrong
+    table = group_metrics(y_true, p.argmax(axis=1), ["a", "a", "b", "b"], [0, 1], min_size=1, probabilities=p)
+    summary = group_summary(table)
+    assert table.loc["a", "nll"] == pytest.approx(-np.mean(np.log([0.9, 0.8])))
+    assert summary["worst_group"]["nll"] == "b" and summary["worst_group"]["brier"] == "b"
+    assert summary["worst"]["ece"] == pytest.approx(table["ece"].max())
+    assert summary["gap"]["brier"] == pytest.approx(table.loc["b", "brier"] - table.loc["a", "brier"])
+
+
+def test_group_summary_without_a_group_large_enough():
+    table = group_metrics([0, 1], [0, 0], ["a", "b"], [0, 1], min_size=5)
+    summary = group_summary(table)
+    assert summary["small_groups"] == ["a", "b"] and summary["worst"] == {} and summary["gap"] == {}

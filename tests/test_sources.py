@@ -47,14 +47,15 @@ def test_disneyland_drops_three_stars_or_keeps_them_as_neutral(mirror):
     assert set(two.train["group"]) == set(raw["Branch"])
 
 
-def test_kaggle_download_parses_latin1_as_kaggle_ships_it(mirror, tmp_path, monkeypatch):
+def test_kaggle_download_parses_latin1_as_kaggle_ships_it(mirror, tmp_path, monkeypatch, own_data_cache):
     """kagglehub's download pointed at a latin-1 copy of the mirror file: the real parser runs."""
     import kagglehub
 
     folder = tmp_path / "kaggle"
     folder.mkdir()
-    text = (mirror / "disneyland" / "DisneylandReviews.csv").read_text(encoding="utf-8")
-    (folder / "DisneylandReviews.csv").write_bytes(text.encode("latin-1", errors="replace"))
+    text = (mirror / "disneyland" / "DisneylandReviews.csv").read_text(encoding="utf-8")  # plain ASCII
+    text = text.replace(" cafe ", " café ")  # as the original reviews spell it
+    (folder / "DisneylandReviews.csv").write_bytes(text.encode("latin-1"))
     calls = []
     monkeypatch.setattr(kagglehub, "dataset_download", lambda handle, **kw: calls.append(handle) or str(folder))
     monkeypatch.setattr(data, "kaggle_reachable", lambda: True)
@@ -63,16 +64,21 @@ def test_kaggle_download_parses_latin1_as_kaggle_ships_it(mirror, tmp_path, monk
     assert calls == ["arushchillar/disneyland-reviews"]
     assert splits.source == "kaggle:arushchillar/disneyland-reviews"
     assert len(splits.train) == 200
+    with_accent = pd.read_csv(mirror / "disneyland" / "DisneylandReviews.csv")["Review_Text"].str.contains(" cafe ")
+    assert next(f for f in splits.findings if f.check == "non_utf8").count == with_accent.sum()
+    monkeypatch.setattr(data, "kaggle_reachable", lambda: False)  # offline now: the cache serves it
+    assert data.load_splits(config.get_dataset("disneyland"), preset(), seed=1).fingerprint == splits.fingerprint
+    assert len(calls) == 1
 
 
-def test_kaggle_without_network_fails_fast(monkeypatch):
+def test_kaggle_without_network_fails_fast(monkeypatch, own_data_cache):
     monkeypatch.delenv("SENTICOMPARE_DATA_DIR", raising=False)
     monkeypatch.setattr(data, "KAGGLE_HOST", ("unreachable.invalid", 443))
     with pytest.raises(data.DataError, match="SENTICOMPARE_DATA_DIR"):
         data.load_splits(config.get_dataset("disneyland"), preset(), seed=1)
 
 
-def test_hub_loader_parses_what_load_dataset_returns(mirror, monkeypatch):
+def test_hub_loader_parses_what_load_dataset_returns(mirror, monkeypatch, own_data_cache):
     """datasets.load_dataset pointed at the mirror's files: the hub code path runs for real."""
     import datasets
 

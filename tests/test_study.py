@@ -20,7 +20,7 @@ TINY = {
     "datasets": ["sst2"],
     "preset": "quick",
     "seeds": [3],
-    "overrides": {"max_train": 48, "max_validation": 16, "max_test": 40, "max_length": 48,
+    "overrides": {"max_train": 48, "max_validation": 16, "max_calibration": 24, "max_test": 40, "max_length": 48,
                   "train": {"max_steps": 3, "batch_size": 8},
                   "speed": {"warmup": 1, "repeats": 5, "max_examples": 16, "batch_size": 8}},
 }
@@ -67,6 +67,21 @@ def test_results_hold_the_seed_format_and_agree_with_predictions(tiny_study):
     for stage in ("01_data", "02_train", "03_evaluate", "04_speed"):
         assert (run_dir / f"{stage}.ipynb").is_file()
     assert "papermill notebooks/03_evaluate.ipynb" in (run_dir / "reproduce.sh").read_text()
+
+
+def test_results_hold_calibration_conformal_and_the_base_model_baseline(tiny_study):
+    sst2 = paths.experiments_dir() / "tiny" / "sst2"
+    decoder = read_json(sst2 / "smollm2-135m" / "results.json")["quality"]
+    encoder = read_json(sst2 / "minilm-l6" / "results.json")["quality"]
+    for quality in (decoder, encoder):
+        for key in ("ece", "mce", "brier", "nll", "ece_after_temperature", "temperature", "aurc", "conformal_alpha",
+                    "conformal_coverage", "conformal_set_size", "expected_cost", "accuracy_ci95", "f1_ci95"):
+            assert key in quality, key
+        assert quality["temperature"] > 0 and 1 <= quality["conformal_set_size"] <= 2
+        assert quality["conformal_calibration_examples"] == 24
+    zero_shot = decoder["baseline"]["0-shot"]
+    assert 0 <= zero_shot["accuracy"] <= 1 and zero_shot["nll"] > 0 and zero_shot["shots"] == 0
+    assert "baseline" not in encoder  # encoders have no zero-shot head
 
 
 def test_comparison_ranks_the_finished_models_and_tests_them_pairwise(tiny_study):

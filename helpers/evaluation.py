@@ -1,0 +1,114 @@
+"""Evaluation depth in one call: calibration, temperature scaling, selective prediction, conformal
+sets, cost-sensitive decisions and per-group quality, as flat JSON-ready keys for results.json.
+
+Which split does what, so no number is fitted on the examples it is measured on:
+- validation: fits the temperature and picks the selective-prediction threshold;
+- calibration: calibrates the conformal q-hat (it must be disjoint from validation and test,
+  or the coverage guarantee is lost);
+- test: every reported number.
+Calibration metrics and selective prediction read the model's own probabilities (the threshold
+applies as is to the `confidence` column of predictions.csv); conformal sets and cost decisions
+read the temperature-scaled ones, since both take the probabilities at their word.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from helpers import calibration, conformal, metrics, selective
+from helpers.calibration import check_probabilities
+from helpers.config import EvaluationConfig
+
+# The headline numbers of uncertainty_report, in the order a reader takes them in.
+SUMMARY_KEYS = ("ece", "ece_equal_mass", "mce", "brier", "nll", "temperature", "ece_after_temperature",
+                "nll_after_temperature", "aurc", "selective_threshold", "selective_coverage", "selective_accuracy",
+                "conformal_alpha", "conformal_coverage", "conformal_set_size", "conformal_singleton_share",
+                "conformal_aps_coverage", "conformal_aps_set_size", "expected_cost", "expected_cost_argmax",
+                "abstain_share")
+APS_RANDOMIZED = True  # exact coverage; the deterministic variant is uninformative on two classes (conformal.py)
+
+
+def calibration_metrics(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float]:
+    """ECE (equal-width bins), Brier and NLL: the probability-quality triple, e.g. for a base-model baseline."""
+    return {"ece": calibration.ece(y, p, n_bins), "brier": calibration.brier(y, p), "nll": calibration.nll(y, p)}
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity; an infinite q-hat means every set holds every label."""
+    return value if math.isfinite(value) else None
+
+
+def _conformal_keys(prefix: str, outcome: conformal.ConformalOutcome) -> dict[str, Any]:
+    return {
+        f"{prefix}_qhat": _finite(outcome.qhat),
+        f"{prefix}_coverage": outcome.metrics.coverage,
+        f"{prefix}_set_size": outcome.metrics.set_size,
+        f"{prefix}_singleton_share": outcome.metrics.singleton_share,
+        f"{prefix}_empty_share": outcome.metrics.empty_share,
+    }
+
+
+def uncertainty_report(y_val: np.ndarray, p_val: np.ndarray, y_cal: np.ndarray, p_cal: np.ndarray,
+                       y_test: np.ndarray, p_test: np.ndarray, cfg: EvaluationConfig,
+                       groups_test: np.ndarray | None = None, label_ids: list[int] | None = None) -> dict[str, Any]:
+    """Every uncertainty number of one model on one test split (see the module docstring for which
+    split is used where). Labels are int ids 0..k-1, probabilities (n, k) arrays in label-id order;
+    `groups_test` (one group name per test example) adds `per_group`."""
+    y_val, p_val = check_probabilities(y_val, p_val)
+    y_cal, p_cal = check_probabilities(y_cal, p_cal)
+    y_test, p_test = check_probabilities(y_test, p_test)
+    n_classes = p_test.shape[1]
+    if not p_val.shape[1] == p_cal.shape[1] == n_classes:
+        raise ValueError(f"validation, calibration and test probabilities have different numbers of classes: "
+                         f"{p_val.shape[1]}, {p_cal.shape[1]}, {n_classes}")
+    label_ids = list(range(n_classes)) if label_ids is None else list(label_ids)
+    if label_ids != list(range(n_classes)):
+        raise ValueError(f"label_ids must be 0..{n_classes - 1} in the probability columns' order, got {label_ids}")
+    bins = cfg.ece_bins
+
+    temperature = calibration.fit_temperature(y_val, p_val)
+    scaled_cal = calibration.apply_temperature(p_cal, temperature)
+    scaled_test = calibration.apply_temperature(p_test, temperature)
+
+    threshold = selective.threshold_for_accuracy(y_val, p_val, cfg.target_accuracy)
+    chosen = selective.apply_threshold(y_test, p_test, threshold, cfg.target_accuracy)
+    lac = conformal.split_conformal(y_cal, scaled_cal, y_test, scaled_test, cfg.conformal_alpha, "lac")
+    aps = conformal.split_conformal(y_cal, scaled_cal, y_test, scaled_test, cfg.conformal_alpha, "aps",
+                                    randomized=APS_RANDOMIZED)
+    costs = selective.cost_outcome(y_test, scaled_test, cfg.cost_matrix, cfg.abstain_cost)
+
+    report: dict[str, Any] = {
+        "ece_bins": bins,
+        "ece": calibration.ece(y_test, p_test, bins),
+        "ece_equal_mass": calibration.ece(y_test, p_test, bins, "equal_mass"),
+        "ece_classwise": calibration.classwise_ece(y_test, p_test, bins),
+        "mce": calibration.mce(y_test, p_test, bins),
+        "brier": calibration.brier(y_test, p_test),
+        "nll": calibration.nll(y_test, p_test),
+        "temperature": temperature,
+        "ece_after_temperature": calibration.ece(y_test, scaled_test, bins),
+        "nll_after_temperature": calibration.nll(y_test, scaled_test),
+        "brier_after_temperature": calibration.brier(y_test, scaled_test),
+        "aurc": selective.aurc(y_test, p_test),
+        "selective_target_accuracy": chosen.target_accuracy,
+        "selective_target_reached": chosen.reached,
+        "selective_threshold": chosen.threshold,
+        "selective_coverage": chosen.coverage,
+        "selective_accuracy": chosen.accuracy,
+        "conformal_alpha": cfg.conformal_alpha,
+        "conformal_calibration_examples": len(y_cal),
+        **_conformal_keys("conformal", lac),
+        **_conformal_keys("conformal_aps", aps),
+        "conformal_aps_randomized": APS_RANDOMIZED,
+        "abstain_cost": cfg.abstain_cost,
+        "expected_cost": costs.expected_cost,
+        "expected_cost_argmax": costs.expected_cost_argmax,
+        "abstain_share": costs.abstain_share,
+    }
+    if groups_test is not None:
+        table = metrics.group_metrics(y_test, p_test.argmax(axis=1), groups_test, label_ids, cfg.min_group_size,
+                                      probabilities=p_test)
+        report["per_group"] = {"min_group_size": cfg.min_group_size, **metrics.group_summary(table)}
+    return report
