@@ -120,8 +120,8 @@ def _quantization(precision: Precision) -> BitsAndBytesConfig:
 def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantization: str = "none",
               tokenizer: PreTrainedTokenizerBase | None = None,
               verbalizer_ids: list[int] | None = None) -> PreTrainedModel:
-    """The pretrained body with a new classification head for `labels`: a decoder's head starts as
-    its LM head restricted to `verbalizer_ids` (the zero-shot answer), any other head at zero."""
+    """The pretrained body with a new classification head for `labels`, at zero; or, given a causal
+    LM's `verbalizer_ids`, its LM head restricted to those answer tokens (the zero-shot scorer)."""
     tokenizer = tokenizer or load_tokenizer(spec)
     kwargs = dict(
         num_labels=len(labels),
@@ -175,8 +175,8 @@ def _output_embedding_rows(model: PreTrainedModel, token_ids: list[int]) -> torc
 
 
 def _verbalizer_head(model: PreTrainedModel, token_ids: list[int]) -> None:
-    """With the text given as a prompt, the classifier's first prediction is the base model's
-    zero-shot answer, and training starts from there instead of from chance."""
+    """With the text given as a prompt, the classifier's prediction is the base model's next-token
+    probability of each answer, normalized over the answers."""
     with torch.no_grad():
         model.score.weight.copy_(_output_embedding_rows(model, token_ids).to(model.score.weight.dtype))
 

@@ -1,9 +1,13 @@
 """Turn texts into the question a causal LM answers with one word per label.
 
-Decoders see every text as a prompt that ends where the answer starts: the base model is
-scored zero-/k-shot by the next-token log-probability of each label's verbalizer, and the
-fine-tuned classifier's head starts from those verbalizers' output embeddings, so training
-begins at the zero-shot prediction instead of at chance.
+The base model is scored zero-/k-shot by the next-token probability of each label's
+verbalizer after a prompt that ends where the answer starts. A sequence classifier whose head
+rows are those verbalizers' output embeddings computes exactly that, so the baseline reuses the
+evaluation path (helpers/models.py `verbalizer_ids`).
+
+Fine-tuning reads the plain text with a zero-initialized head: measured on finefoods/quick with
+SmolLM2-135M, starting from the verbalizer head (zero-shot AUC 0.54) at lr 1e-3 ended at 59 %
+validation accuracy against 66 % majority, its large initial logits making the first steps erratic.
 """
 from __future__ import annotations
 

@@ -42,23 +42,6 @@ def token_lengths(splits: data.DatasetSplits, tokenizer) -> dict[str, np.ndarray
             for name in data.SPLITS}
 
 
-def model_inputs(run: Run, tokenizer, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """What the classifier reads and its token budget: decoders get each text (cut to the
-    preset's max_length) inside the dataset's question, encoders the text itself."""
-    if run.model.family != "decoder":
-        return df, run.preset.max_length
-    fmt = prompts.prompt_format(run.dataset, tokenizer)
-    texts = prompts.build_prompts(df["text"].tolist(), tokenizer, fmt, run.preset.max_length)
-    longest = max((len(ids) for ids in tokenizer(texts)["input_ids"]), default=run.preset.max_length)
-    return df.assign(text=texts), longest
-
-
-def _head_init(run: Run, tokenizer) -> list[int] | None:
-    if run.model.family != "decoder":
-        return None
-    return prompts.verbalizer_ids(tokenizer, prompts.prompt_format(run.dataset, tokenizer))
-
-
 def train_model(run: Run) -> dict:
     """02_train: LoRA/QLoRA fine-tune on the saved train split, save the adapter (safetensors)."""
     from helpers import training  # the Trainer import alone takes ~10 s; only this stage needs it
@@ -66,15 +49,12 @@ def train_model(run: Run) -> dict:
     splits = data.read_splits(run.data_folder)
     tokenizer = models.load_tokenizer(run.model)
     cfg = run.preset.train
-    base = models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer,
-                            verbalizer_ids=_head_init(run, tokenizer))
-    model = models.add_lora(base, run.model, cfg)
+    model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
+                            run.model, cfg)
     trainable, total = models.count_parameters(model)
-    train_df, max_length = model_inputs(run, tokenizer, splits.train)
-    val_df, _ = model_inputs(run, tokenizer, splits.validation)
     with tempfile.TemporaryDirectory(prefix="trainer-") as scratch:
-        result = training.train(model, tokenizer, train_df, val_df, cfg, run.precision, max_length, run.seed,
-                                Path(scratch))
+        result = training.train(model, tokenizer, splits.train, splits.validation, cfg, run.precision,
+                                run.preset.max_length, run.seed, Path(scratch))
     model.save_pretrained(run.adapter_dir, safe_serialization=True)
     record = {
         **dataclasses.asdict(result),
@@ -124,9 +104,8 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
                                   run.preset.train.quantization)
 
     def predict(df: pd.DataFrame) -> np.ndarray:
-        inputs, max_length = model_inputs(run, tokenizer, df)
-        return predict_proba(model, tokenizer, inputs["text"].tolist(), run.preset.train.eval_batch_size,
-                             max_length, run.device)
+        return predict_proba(model, tokenizer, df["text"].tolist(), run.preset.train.eval_batch_size,
+                             run.preset.max_length, run.device)
 
     test, validation, held_out = splits.test, splits.validation, splits.calibration
     if held_out.empty:
@@ -169,8 +148,7 @@ def measure_speed(run: Run) -> dict:
     tokenizer = models.load_tokenizer(run.model)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
-    inputs, max_length = model_inputs(run, tokenizer, splits.test)
-    record = timing.measure_inference(model, tokenizer, inputs["text"].tolist(), run.preset.speed, max_length,
-                                      run.device)
+    record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,
+                                      run.preset.max_length, run.device)
     run.write_stage("04_speed", record)
     return record

@@ -29,6 +29,7 @@ holdout_group = None
 
 # %%
 import pandas as pd
+from IPython.display import Markdown, display
 
 from helpers import calibration, comparison, evaluation, plots, stages
 from helpers.run import open_run
@@ -76,4 +77,10 @@ plots.reliability_diagrams({run.model.id: calibration.reliability(y_test, p_test
 # listed but not judged).
 
 # %%
-pd.DataFrame(record["per_group"]["groups"]).T if "per_group" in record else "The dataset has no group column."
+if "per_group" in record:
+    groups = pd.DataFrame(record["per_group"]["groups"]).T
+    display(Markdown(f"{len(groups)} groups, {int(groups['small'].sum())} below {record['per_group']['min_group_size']}"
+                     f" examples; worst group by accuracy: {record['per_group']['worst_group'].get('accuracy', 'none judged')}"))
+    display(groups[~groups["small"].astype(bool)])
+else:
+    display(Markdown("The dataset has no group column."))
