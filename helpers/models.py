@@ -96,7 +96,8 @@ def _unavailable(spec: ModelSpec, exc: Exception) -> ModelError:
     )
 
 
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+def load_tokenizer(spec: ModelSpec, truncation_side: str = "right") -> PreTrainedTokenizerBase:
+    """`truncation_side="left"` keeps the end of a long text (where reviews give their verdict)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path(spec), trust_remote_code=False)
     except OSError as exc:
@@ -104,6 +105,7 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
+    tokenizer.truncation_side = truncation_side
     return tokenizer
 
 

@@ -20,7 +20,7 @@ def prepare_data(run: Run) -> tuple[data.DatasetSplits, dict[str, np.ndarray]]:
     splits and each text's length in the model's tokens."""
     splits = data.load_splits(run.dataset, run.preset, run.seed, run.data_dir)
     data.save_splits(splits, run.data_folder)
-    tokenizer = models.load_tokenizer(run.model)
+    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     lengths = token_lengths(splits, tokenizer)
     run.write_stage("01_data", {
         "dataset": splits.dataset,
@@ -47,7 +47,7 @@ def train_model(run: Run) -> dict:
     from helpers import training  # the Trainer import alone takes ~10 s; only this stage needs it
 
     splits = data.read_splits(run.data_folder)
-    tokenizer = models.load_tokenizer(run.model)
+    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     cfg = run.preset.train
     model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
                             run.model, cfg)
@@ -77,7 +77,7 @@ def base_model_baseline(run: Run, shots: list[int]) -> dict[str, dict]:
     if run.model.family != "decoder":
         return {}
     splits = data.read_splits(run.data_folder)
-    tokenizer = models.load_tokenizer(run.model)
+    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     fmt = prompts.prompt_format(run.dataset, tokenizer)
     model = models.load_base(run.model, splits.labels, run.precision, run.preset.train.quantization, tokenizer,
                              verbalizer_ids=prompts.verbalizer_ids(tokenizer, fmt)).eval()
@@ -99,7 +99,7 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     by sklearn, calibration, selective prediction, conformal sets and costs (helpers/evaluation.py),
     and, for causal LMs, the base model zero-/k-shot beside the fine-tuned one."""
     splits = data.read_splits(run.data_folder)
-    tokenizer = models.load_tokenizer(run.model)
+    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
 
@@ -145,7 +145,7 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
 def measure_speed(run: Run) -> dict:
     """04_speed: single-example latency and batched throughput of the fine-tuned model."""
     splits = data.read_splits(run.data_folder)
-    tokenizer = models.load_tokenizer(run.model)
+    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
     record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,

@@ -79,3 +79,11 @@ def test_mean_pooling_ignores_padding():
     padded = predict_proba(model, tokenizer, ["short", "a much longer text " * 5], batch_size=2, max_length=64,
                            device="cpu")
     np.testing.assert_allclose(alone[0], padded[0], atol=1e-5)
+
+
+def test_left_truncation_keeps_the_verdict_at_the_end(smollm):
+    spec, _ = smollm
+    tokenizer = models.load_tokenizer(spec, truncation_side="left")
+    text = "filler " * 100 + "Five stars, would buy again."
+    kept = tokenizer.decode(tokenizer(text, truncation=True, max_length=8)["input_ids"])
+    assert kept.endswith("would buy again.") and "filler" not in kept.split(",")[-1]
