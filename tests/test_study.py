@@ -8,7 +8,9 @@ import sys
 import pytest
 import yaml
 
-from helpers import paths
+import numpy as np
+
+from helpers import comparison, conformal, paths
 from helpers.io import read_json
 from helpers.study import run_study
 
@@ -22,7 +24,8 @@ TINY = {
     "seeds": [3],
     "overrides": {"max_train": 48, "max_validation": 16, "max_calibration": 24, "max_test": 40, "max_length": 48,
                   "train": {"max_steps": 3, "batch_size": 8},
-                  "speed": {"warmup": 1, "repeats": 5, "max_examples": 16, "batch_size": 8}},
+                  "speed": {"warmup": 1, "repeats": 5, "max_examples": 16, "batch_size": 8},
+                  "evaluation": {"baseline_shots": [0, 1]}},
 }
 
 
@@ -79,9 +82,25 @@ def test_results_hold_calibration_conformal_and_the_base_model_baseline(tiny_stu
             assert key in quality, key
         assert quality["temperature"] > 0 and 1 <= quality["conformal_set_size"] <= 2
         assert quality["conformal_calibration_examples"] == 24
-    zero_shot = decoder["baseline"]["0-shot"]
+    zero_shot, one_shot = decoder["baseline"]["0-shot"], decoder["baseline"]["1-shot"]
     assert 0 <= zero_shot["accuracy"] <= 1 and zero_shot["nll"] > 0 and zero_shot["shots"] == 0
+    assert one_shot["shots"] == 1 and one_shot["prompt_tokens_mean"] > zero_shot["prompt_tokens_mean"]
     assert "baseline" not in encoder  # encoders have no zero-shot head
+
+
+@pytest.mark.parametrize("method", ["lac", "aps"])
+def test_conformal_coverage_holds_on_real_predictions(tiny_study, method):
+    """Random calibration/test halves of a fine-tuned model's real test predictions: averaged over
+    the splits, the sets cover the true label at least 1 - alpha of the time (finite-sample slack)."""
+    labels, probs = comparison.run_probabilities(paths.experiments_dir() / "tiny" / "sst2" / "smollm2-135m")
+    rng, alpha, coverages = np.random.default_rng(0), 0.2, []
+    for seed in range(200):
+        order = rng.permutation(len(labels))
+        cal, test = order[: len(order) // 2], order[len(order) // 2:]
+        outcome = conformal.split_conformal(labels[cal], probs[cal], labels[test], probs[test], alpha, method,
+                                            seed=seed)
+        coverages.append(outcome.metrics.coverage)
+    assert np.mean(coverages) >= 1 - alpha - 0.02
 
 
 def test_comparison_ranks_the_finished_models_and_tests_them_pairwise(tiny_study):
