@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"study {outcome.study}: {len(outcome.done)} run(s) done, {len(outcome.reused)} reused, "
           f"{len(outcome.failed)} failed")
     for plan, stage, error in outcome.failed:
-        print(f"  FAILED {plan.dataset}/{plan.run_dir.name} in {stage}: {error}", file=sys.stderr)
+        print(f"  FAILED {plan.run_dir.parent.name}/{plan.run_dir.name} in {stage}: {error}", file=sys.stderr)
     if outcome.report_html:
         print(f"report: {outcome.report_html}\n        {outcome.report_pdf}")
     return 1 if outcome.failed else 0
@@ -26,7 +26,7 @@ def _data(args: argparse.Namespace) -> int:
 
     splits = data.load_splits(config.get_dataset(args.dataset), config.load_preset(args.preset), args.seed,
                               args.data_dir)
-    print(f"{splits.dataset}: {splits.source}  fingerprint {splits.fingerprint}")
+    print(f"{splits.dataset}: {splits.source}  fingerprint {splits.fingerprint}  cache {splits.cache_key}")
     print(splits.summary().to_string())
     for f in splits.findings:
         print(f"  {f.level:7s} {f.check:12s} {f.split:10s} {f.count:6d}  {f.message}")
@@ -40,6 +40,16 @@ def _prepare(args: argparse.Namespace) -> int:
     chosen = args.models or [m for m, spec in registry.items() if spec.source != "hub"]
     for model_id in chosen:
         print(f"{model_id}: {models.model_path(config.get_model(model_id))}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from helpers import bench, benchconfig, benchreport
+    from helpers.io import read_json
+
+    for path in bench.run_bench(benchconfig.load_bench(args.params), args.models, args.datasets,
+                                publish=args.publish, device=args.device):
+        print(f"{path}\n  {benchreport.summary_line(read_json(path))}")
     return 0
 
 
@@ -74,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
                                          ".cache/models (once; later loads take about a second).")
     prepare.add_argument("models", nargs="*", help="model ids (default: every packaged model)")
     prepare.set_defaults(func=_prepare)
+    bench = sub.add_parser("bench", help="benchmark our training and inference path against the seeds' recipe",
+                           description="Per dataset and model of the params file: training (Trainer + peft padded "
+                                       "to max_length vs ours), inference (pipeline defaults vs ours) at several "
+                                       "batch sizes, latency, MFU against a matmul peak measured in the same run, "
+                                       "LoRA vs QLoRA, 1 vs 2 threads, scaling. Writes one JSON per model to "
+                                       "experiments/bench/<name>/<dataset>/.")
+    bench.add_argument("params", nargs="?", default=str(PARAMS_DIR / "bench.yaml"), help="bench params YAML")
+    bench.add_argument("--models", nargs="*", default=None, help="only these model ids")
+    bench.add_argument("--datasets", nargs="*", default=None, help="only these dataset ids")
+    bench.add_argument("--device", default=None, help="cuda | mps | cpu (default: detected)")
+    bench.add_argument("--publish", action="store_true",
+                       help="also write the JSON to reports/benchmarks/<device-name>/ (committed reference results)")
+    bench.set_defaults(func=_bench)
     return parser
 
 

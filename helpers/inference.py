@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from helpers.threads import cpu_threads
+
 if TYPE_CHECKING:  # a run-time import costs seconds in every notebook kernel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -19,15 +21,17 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
 @torch.inference_mode()
 def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
                   batch_size: int, max_length: int, device: str) -> np.ndarray:
-    """Class probabilities (n_texts x n_labels) in the order of `texts`."""
+    """Class probabilities (n_texts x n_labels) in the order of `texts`, on the CPU threads that
+    other processes leave free."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float64)
-    for batch in length_sorted_batches(lengths, batch_size):
-        features = [{k: encoded[k][i] for k in encoded.keys()} for i in batch]
-        inputs = tokenizer.pad(features, return_tensors="pt").to(device)
-        logits = model(**inputs).logits.float()
-        probs[batch] = torch.softmax(logits, dim=-1).cpu().numpy()
+    with cpu_threads(device):
+        for batch in length_sorted_batches(lengths, batch_size):
+            features = [{k: encoded[k][i] for k in encoded.keys()} for i in batch]
+            inputs = tokenizer.pad(features, return_tensors="pt").to(device)
+            logits = model(**inputs).logits.float()
+            probs[batch] = torch.softmax(logits, dim=-1).cpu().numpy()
     return probs
 
 

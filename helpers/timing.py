@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import psutil
@@ -57,6 +59,24 @@ def time_calls(fn: Callable[[], object], warmup: int, repeats: int, device: str 
     return times
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], warmup: int, repeats: int,
+                     device: str = "cpu") -> dict[str, list[float]]:
+    """Milliseconds per call of each fn, the fns taking turns in every round, so load that comes
+    and goes on a shared machine hits all of them alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
 def machine_load() -> dict[str, float]:
     """Load average and how busy the CPU is with other processes, right now."""
     # This process sleeps during the 0.2 s sample, so the busy share is other processes' load.
@@ -68,6 +88,41 @@ def machine_load() -> dict[str, float]:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (the stage's kernel) in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@contextmanager
+def peak_memory(device: str, interval_s: float = 0.02) -> Iterator[dict[str, float]]:
+    """Peak memory of the enclosed work, filled in on exit: CUDA max allocated/reserved on a GPU;
+    on a CPU the process's resident memory sampled in a background thread (ru_maxrss only ever
+    grows, so it cannot tell one phase from the last)."""
+    peak: dict[str, float] = {}
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        yield peak
+        torch.cuda.synchronize()
+        peak.update(allocated_mb=torch.cuda.max_memory_allocated() / 2**20,
+                    reserved_mb=torch.cuda.max_memory_reserved() / 2**20)
+        return
+    process = psutil.Process()
+    start = process.memory_info().rss
+    samples = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval_s):
+            samples.append(process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+        samples.append(process.memory_info().rss)
+        peak.update(rss_peak_mb=max(samples) / 2**20, rss_start_mb=start / 2**20,
+                    rss_growth_mb=(max(samples) - start) / 2**20)
 
 
 def measure_inference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],

@@ -7,23 +7,26 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pandas as pd
+import torch
 from transformers import (
     DataCollatorWithPadding,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
 
 from helpers.config import TrainConfig
-from helpers.device import Precision
+from helpers.device import Precision, synchronize
+from helpers.threads import free_core_threads
 
 
 @dataclass
@@ -35,6 +38,65 @@ class TrainResult:
     train_tokens: int  # real (non-padding) tokens seen, all epochs
     log_history: list[dict]
     final_val_accuracy: float | None
+    step_seconds: list[float] = field(default_factory=list)  # per optimizer step, evaluation excluded
+    step_tokens: list[int] = field(default_factory=list)  # real tokens per optimizer step
+    step_threads: list[int] = field(default_factory=list)  # CPU threads each step ran on
+
+
+class StepClock(TrainerCallback):
+    """Wall time and real tokens of every optimizer step, batch loading included and evaluation,
+    logging and saving excluded; CUDA work is synchronized before each clock read."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.seconds: list[float] = []
+        self.tokens: list[int] = []
+        self.threads: list[int] = []
+        self._start = 0.0
+        self._seen = 0
+
+    def _restart(self, state) -> None:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        self._seen = state.num_input_tokens_seen
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._restart(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        self.seconds.append(time.perf_counter() - self._start)
+        self.tokens.append(int(state.num_input_tokens_seen - self._seen))
+        self.threads.append(torch.get_num_threads())
+        self._restart(state)
+
+    def on_log(self, args, state, control, **kwargs):
+        self._restart(state)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._restart(state)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._restart(state)
+
+
+class ThreadGovernor(TrainerCallback):
+    """Before every step, the CPU threads other processes leave free (helpers.threads); the
+    caller's setting is given back when training ends."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self._before = torch.get_num_threads()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._before = torch.get_num_threads()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.device == "cpu":
+            torch.set_num_threads(free_core_threads())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        torch.set_num_threads(self._before)
 
 
 def tokenize(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> datasets.Dataset:
@@ -80,7 +142,9 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         optim="adamw_torch_fused" if precision.device == "cuda" else "adamw_torch",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        include_num_input_tokens_seen="non_padding",
     )
+    clock = StepClock(precision.device)
     trainer = Trainer(
         model=model,
         args=args,
@@ -88,6 +152,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         eval_dataset=val_ds,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_accuracy,
+        callbacks=[clock, ThreadGovernor(precision.device)],
     )
     start = time.perf_counter()
     trainer.train()
@@ -107,4 +172,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         train_tokens=int(tokens_per_epoch * epochs_done),
         log_history=history,
         final_val_accuracy=evals[-1]["eval_accuracy"],
+        step_seconds=clock.seconds,
+        step_tokens=clock.tokens,
+        step_threads=clock.threads,
     )

@@ -1,0 +1,80 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Benchmark: our path against the seeds' recipe
+# Written by `senticompare bench params/bench.yaml`: in one run on the same machine, model, data
+# and seed, training with the seeds' recipe (HF Trainer + peft, every text padded to
+# `max_length`, default settings) against ours (dynamic padding, length-grouped batches), and
+# `transformers.pipeline("text-classification")` defaults against our length-sorted prediction
+# path. FLOPs are counted per real token (2·N forward, 4·N LoRA training, N = per-token linear
+# weights) and divided by a torch matmul peak measured in the same run (MFU). Every number sits
+# beside the machine load it was measured under.
+
+# %% tags=["parameters"]
+bench_dir = "experiments/bench/default"
+
+# %%
+import pandas as pd
+
+from helpers import benchreport
+from helpers.paths import resolve
+
+records = benchreport.load_results(resolve(bench_dir))
+pd.set_option("display.float_format", "{:.3g}".format)
+benchreport.summary_table(records)
+
+# %% [markdown]
+# ## Targets: ≥ 2× the reference and ≥ 50 % of the matmul peak
+
+# %%
+benchreport.targets_table(records)
+
+# %%
+benchreport.throughput_figure(records);
+
+# %%
+benchreport.mfu_figure(records);
+
+# %% [markdown]
+# ## Training: tokens/s (steady state, per-step median/min/max), epoch time, memory, accuracy
+
+# %%
+benchreport.training_table(records)
+
+# %% [markdown]
+# ## Inference at each batch size (median of repeated passes, min–max bars)
+
+# %%
+benchreport.batch_size_figure(records);
+
+# %%
+benchreport.inference_table(records)
+
+# %% [markdown]
+# ## LoRA vs QLoRA (4-bit NF4): weights footprint, step time, accuracy
+
+# %%
+benchreport.memory_table(records)
+
+# %% [markdown]
+# ## 1 vs 2 threads, each against a matmul peak at that thread count
+
+# %%
+benchreport.threads_table(records)
+
+# %% [markdown]
+# ## Scaling: 1×, 2×, 4× the training examples at two max lengths
+
+# %%
+benchreport.scaling_table(records)
+
+# %%
+benchreport.scaling_figure(records);

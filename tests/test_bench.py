@@ -1,0 +1,232 @@
+"""The benchmark: honest FLOP counts, the seeds' padded recipe, the CUDA code path, and an end-to-end
+run on a tiny random decoder that writes every key the issue asks for."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from helpers import bench, benchconfig, benchreport, config, flops, models, reference, threads, timing, training
+from helpers.inference import predict_proba
+from helpers.device import Precision, precision_for
+from helpers.io import read_json
+
+CPU = precision_for("cpu")
+LABELS = ["negative", "positive"]
+TEXTS = ["a wonderful, moving film that I loved", "dull", "I loved every minute of it, truly", "a waste"] * 4
+HEADLINE_KEYS = {
+    "train_tokens_per_sec_ours", "train_tokens_per_sec_reference", "train_speedup", "val_accuracy_ours",
+    "val_accuracy_reference", "infer_samples_per_sec_ours", "infer_samples_per_sec_reference", "infer_speedup",
+    "matmul_peak_gflops", "train_mfu", "infer_mfu", "qlora_memory_mb", "lora_memory_mb", "environment",
+}
+HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS, HEAD_DIM = 16, 32, 2, 2, 1, 8
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with the real SmolLM2 tokenizer, saved like a converted package model."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(models.model_path(config.get_model("smollm2-135m")))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=INTERMEDIATE, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM, max_position_embeddings=256,
+        tie_word_embeddings=True))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny(monkeypatch, tiny_model_dir) -> config.ModelSpec:
+    monkeypatch.setattr(models, "model_path", lambda spec: str(tiny_model_dir))
+    return config.get_model("smollm2-135m")
+
+
+def hand_count() -> int:
+    """q, k, v, o and the three MLP matrices per layer; no embeddings, no heads."""
+    q = o = HIDDEN * HEADS * HEAD_DIM
+    k = v = HIDDEN * KV_HEADS * HEAD_DIM
+    mlp = 3 * HIDDEN * INTERMEDIATE
+    return LAYERS * (q + k + v + o + mlp)
+
+
+def test_flop_count_matches_a_hand_count_with_and_without_lora(tiny):
+    base = models.load_base(tiny, LABELS, CPU)
+    assert flops.linear_weights(base) == hand_count()
+    lora = models.add_lora(base, tiny, config.TrainConfig())
+    assert flops.linear_weights(lora) == hand_count()
+    assert flops.forward_flops_per_token(hand_count()) == 2 * hand_count()
+    assert flops.lora_train_flops_per_token(hand_count()) == 4 * hand_count()
+
+
+def test_flop_count_of_a_4bit_body_uses_logical_shapes(tiny):
+    assert flops.linear_weights(models.load_base(tiny, LABELS, CPU, "4bit")) == hand_count()
+
+
+def test_mfu_is_achieved_flops_over_the_peak():
+    assert flops.mfu(tokens_per_sec=100.0, flops_per_token=10**9, peak_gflops=200.0) == pytest.approx(0.5)
+
+
+def test_matmul_peak_is_measured_with_spread():
+    peak = flops.matmul_peak("cpu", size=128, warmup=1, repeats=3)
+    assert 0 < peak.gflops_min <= peak.gflops <= peak.gflops_max
+    assert peak.threads == torch.get_num_threads() and peak.dtype == "float32"
+
+
+def test_reference_pads_every_example_to_max_length(tiny):
+    tokenizer = models.load_tokenizer(tiny)
+    df = pd.DataFrame({"text": TEXTS[:4], "label": [1, 0, 1, 0]})
+    padded = reference.tokenize_padded(df, tokenizer, 24)
+    assert all(len(ids) == 24 for ids in padded["input_ids"])
+    real = [sum(mask) for mask in padded["attention_mask"]]
+    assert len(set(real)) > 1 and max(real) < 24
+    ours = training.tokenize(df, tokenizer, 24)
+    assert [len(ids) for ids in ours["input_ids"]] == real
+
+
+def test_reference_training_counts_only_real_tokens(tiny, tmp_path):
+    tokenizer = models.load_tokenizer(tiny)
+    df = pd.DataFrame({"text": TEXTS[:8], "label": [1, 0, 1, 0] * 2})
+    cfg = dataclasses.replace(config.TrainConfig(), batch_size=4)
+    model = models.add_lora(models.load_base(tiny, LABELS, CPU, tokenizer=tokenizer), tiny, cfg)
+    result = reference.train_reference(model, df, tokenizer, cfg, 32, 0, "cpu", tmp_path)
+    real = sum(len(ids) for ids in tokenizer(df["text"].tolist())["input_ids"])
+    assert result.steps == 2 and len(result.step_seconds) == 2
+    assert sum(result.step_tokens) == result.train_tokens == real
+
+
+def test_step_clock_synchronizes_cuda_before_each_clock_read(monkeypatch):
+    synced = []
+    monkeypatch.setattr(training, "synchronize", synced.append)
+    clock = training.StepClock("cuda")
+    state = type("State", (), {"num_input_tokens_seen": 0})()
+    clock.on_train_begin(None, state, None)
+    state.num_input_tokens_seen = 7
+    clock.on_step_end(None, state, None)
+    assert clock.tokens == [7] and len(clock.seconds) == 1 and synced.count("cuda") >= 2
+
+
+def test_peak_memory_on_cuda_reads_max_allocated(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: calls.append("sync"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 3 * 2**20)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 4 * 2**20)
+    with timing.peak_memory("cuda") as peak:
+        pass
+    assert peak == {"allocated_mb": 3.0, "reserved_mb": 4.0} and calls[:2] == ["sync", "reset"]
+
+
+def test_peak_memory_on_cpu_sees_a_large_allocation():
+    with timing.peak_memory("cpu", interval_s=0.005) as peak:
+        block = torch.ones(64 * 2**20 // 4)
+        time.sleep(0.05)
+        del block
+    assert peak["rss_growth_mb"] >= 32
+
+
+def test_cuda_mixed_precision_computes_in_bf16_and_qlora_too():
+    cuda = Precision("cuda", torch.float32, fp16=False, bf16=True, qlora_compute_dtype=torch.bfloat16)
+    assert bench.compute_dtype(cuda) == torch.bfloat16
+    assert models._quantization(cuda).bnb_4bit_compute_dtype == torch.bfloat16
+    assert bench.compute_dtype(CPU) == torch.float32
+
+
+def test_time_interleaved_takes_turns():
+    order = []
+    times = timing.time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 1, 2)
+    assert order == ["a", "b"] * 3 and [len(t) for t in times.values()] == [2, 2]
+
+
+def test_threads_follow_the_free_cores_unless_pinned(monkeypatch):
+    monkeypatch.delenv(threads.ENV, raising=False)
+    assert threads.free_core_threads() == torch.get_num_threads()  # deterministic unless asked
+    monkeypatch.setenv(threads.ENV, "auto")
+    assert 1 <= threads.free_core_threads() <= (threads.psutil.cpu_count() or 1)
+    monkeypatch.delenv(threads.ENV)
+    with threads.pinned(1):
+        assert threads.free_core_threads() == 1
+        with threads.cpu_threads("cpu") as count:
+            assert count == 1 and torch.get_num_threads() == 1
+    assert threads.os.environ.get(threads.ENV) != "1"
+
+
+def test_our_paths_give_the_callers_thread_count_back(tiny, tmp_path):
+    torch.set_num_threads(2)
+    tokenizer = models.load_tokenizer(tiny)
+    model = models.load_base(tiny, LABELS, CPU, tokenizer=tokenizer)
+    with threads.pinned(1):
+        predict_proba(model, tokenizer, TEXTS[:2], 2, 16, "cpu")
+        assert torch.get_num_threads() == 2
+        cfg = dataclasses.replace(config.TrainConfig(), batch_size=4, max_steps=1)
+        result = training.train(models.add_lora(model, tiny, cfg), tokenizer,
+                                pd.DataFrame({"text": TEXTS[:4], "label": [1, 0, 1, 0]}),
+                                pd.DataFrame({"text": TEXTS[:2], "label": [1, 0]}), cfg, CPU, 16, 0, tmp_path)
+    assert result.step_threads == [1] and torch.get_num_threads() == 2
+
+
+def test_inference_model_is_merged_and_in_the_mixed_precision_dtype(tiny):
+    bf16 = Precision("cpu", torch.float32, fp16=False, bf16=True, qlora_compute_dtype=torch.bfloat16)
+    lora = models.add_lora(models.load_base(tiny, LABELS, CPU), tiny, config.TrainConfig())
+    merged = bench.inference_model(lora, bf16)
+    assert not any("lora_" in name for name, _ in merged.named_modules())
+    assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
+
+
+def test_bench_params_file_is_valid():
+    cfg = benchconfig.load_bench()
+    assert cfg.models and cfg.datasets and cfg.train.quantization == "none"
+
+
+def test_bench_params_reject_unknown_ids(tmp_path):
+    bad = tmp_path / "bench.yaml"
+    bad.write_text("name: x\nmodels: [nope]\ndatasets: [{id: sst2, max_length: 32, train_examples: 8, "
+                   "validation_examples: 8, infer_examples: 8}]\n")
+    with pytest.raises(config.ConfigError, match="nope"):
+        benchconfig.load_bench(bad)
+
+
+def tiny_bench(tmp_path: Path) -> benchconfig.BenchConfig:
+    return benchconfig.BenchConfig(
+        name="tiny", models=["smollm2-135m"], seed=0,
+        datasets=[benchconfig.BenchData("sst2", max_length=32, train_examples=8, validation_examples=8,
+                                        infer_examples=8, batch_sizes=[1, 4], extras=True)],
+        train=dataclasses.replace(config.TrainConfig(), batch_size=4, eval_batch_size=8),
+        infer=benchconfig.InferSettings(warmup=1, repeats=2, latency_repeats=3),
+        matmul=benchconfig.MatmulSettings(size=64, warmup=1, repeats=2),
+        threads=[1, 2], threads_train_steps=1,
+        scaling=benchconfig.ScalingSettings(examples=4, factors=[1, 2], max_lengths=[16, 32]),
+    )
+
+
+def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("SENTICOMPARE_REPORTS", str(tmp_path / "reports"))
+    written = bench.run_bench(tiny_bench(tmp_path), out_dir=tmp_path / "bench", publish=True)
+    assert len(written) == 2 and written[0] == tmp_path / "bench" / "sst2" / "smollm2-135m.json"
+    assert written[1].parent.parent.parent == tmp_path / "reports" / "benchmarks"
+    record = read_json(written[0])
+    assert HEADLINE_KEYS <= set(record)
+    assert record["train_tokens_per_sec_ours"] > 0 and record["train_tokens_per_sec_reference"] > 0
+    assert record["train"]["reference"]["padding_share"] > 0.3  # short sentences padded to 32
+    assert record["train"]["ours"]["train_tokens"] == record["train"]["reference"]["train_tokens"]
+    assert set(record["infer"]["by_batch_size"]["ours"]) == {"1", "4"}
+    assert 0 < record["qlora_memory_mb"] < record["lora_memory_mb"]
+    assert [row["threads"] for row in record["threads_comparison"]] == [1, 2]
+    assert [(r["max_length"], r["examples"]) for r in record["scaling"]] == [(16, 4), (16, 8), (32, 4), (32, 8)]
+    assert record["flops"]["linear_weights"] == hand_count()
+    assert record["environment"]["torch_threads"] >= 1 and "loadavg_1m" in record["load"]["start"]
+    assert set(record["targets"]) >= {"train_speedup_2x", "train_mfu_50", "infer_speedup_2x", "infer_mfu_50"}
+    records = benchreport.load_results(tmp_path / "bench")
+    assert list(benchreport.summary_table(records).index) == [("sst2", "smollm2-135m")]
+    assert set(benchreport.inference_table(records)["batch_size"]) == {1, 4}
+    assert len(benchreport.scaling_table(records)) == 4 and len(benchreport.threads_table(records)) == 2
+    assert list(benchreport.training_table(records)["path"]) == ["ours (LoRA)", "reference (LoRA)", "ours (QLoRA)"]
+    for figure in (benchreport.throughput_figure, benchreport.mfu_figure, benchreport.batch_size_figure,
+                   benchreport.scaling_figure):
+        assert figure(records).axes
