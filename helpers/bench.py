@@ -264,7 +264,7 @@ def bench_model(spec: config.ModelSpec, splits: data.DatasetSplits, bench_data: 
     load_ref = machine_load()
     with peak_memory(device) as ref_memory:
         ref_result = reference.train_reference(ref_model, train_df, tokenizer, cfg.train, max_length, cfg.seed,
-                                                device, scratch / "reference")
+                                                precision, scratch / "reference")
     ref = train_summary(ref_result, cfg.warmup_steps, train_flops, peak.gflops)
     padded_tokens = ref_result.train_samples * ref_result.epochs * max_length
     ref.update(padding_share=1.0 - ref_result.train_tokens / padded_tokens, peak_memory=ref_memory,

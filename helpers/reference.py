@@ -16,6 +16,7 @@ import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments, pipeline, set_seed
 
 from helpers.config import TrainConfig
+from helpers.device import Precision
 from helpers.training import StepClock, TrainResult
 
 
@@ -26,8 +27,10 @@ def tokenize_padded(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_le
 
 
 def train_reference(model: PreTrainedModel, train_df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase,
-                    cfg: TrainConfig, max_length: int, seed: int, device: str, output_dir: Path) -> TrainResult:
-    """Fine-tune in place with the Trainer's defaults (no evaluation, random batches, fp32)."""
+                    cfg: TrainConfig, max_length: int, seed: int, precision: Precision,
+                    output_dir: Path) -> TrainResult:
+    """Fine-tune in place with the Trainer's defaults (no evaluation, random batches) under the seeds'
+    precision table: fp32 on a CPU, bf16/fp16 mixed precision on CUDA, as our path."""
     set_seed(seed)
     train_ds = tokenize_padded(train_df, tokenizer, max_length)
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(math.ceil(len(train_ds) / cfg.batch_size) * cfg.epochs)
@@ -40,11 +43,14 @@ def train_reference(model: PreTrainedModel, train_df: pd.DataFrame, tokenizer: P
         weight_decay=cfg.weight_decay,
         warmup_steps=round(cfg.warmup_ratio * total_steps),
         seed=seed,
+        use_cpu=precision.device == "cpu",
+        fp16=precision.fp16,
+        bf16=precision.bf16,
         report_to="none",
         save_strategy="no",  # not a speed setting: keeps checkpoints off the disk
         include_num_input_tokens_seen="non_padding",  # measurement only
     )
-    clock = StepClock(device)
+    clock = StepClock(precision.device)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, callbacks=[clock])
     start = time.perf_counter()
     trainer.train()

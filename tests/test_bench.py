@@ -95,7 +95,7 @@ def test_reference_training_counts_only_real_tokens(tiny, tmp_path):
     df = pd.DataFrame({"text": TEXTS[:8], "label": [1, 0, 1, 0] * 2})
     cfg = dataclasses.replace(config.TrainConfig(), batch_size=4)
     model = models.add_lora(models.load_base(tiny, LABELS, CPU, tokenizer=tokenizer), tiny, cfg)
-    result = reference.train_reference(model, df, tokenizer, cfg, 32, 0, "cpu", tmp_path)
+    result = reference.train_reference(model, df, tokenizer, cfg, 32, 0, CPU, tmp_path)
     real = sum(len(ids) for ids in tokenizer(df["text"].tolist())["input_ids"])
     assert result.steps == 2 and len(result.step_seconds) == 2
     assert sum(result.step_tokens) == result.train_tokens == real
