@@ -89,4 +89,7 @@ def load_bench(path: str | Path | None = None) -> BenchConfig:
             raise ConfigError(f"{path}: unknown or no {kind} id(s) {unknown}; use ids from params/{kind}s.yaml")
     if bench.train.quantization != "none":
         raise ConfigError(f"{path}: train.quantization must be 'none'; QLoRA is measured beside LoRA (qlora: true)")
+    if bench.train.lora_layers:
+        raise ConfigError(f"{path}: train.lora_layers must be 0: the FLOP count (4N per trained token) assumes "
+                          f"a backward pass through every layer")
     return bench

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from helpers.paths import PARAMS_DIR
+from helpers.paths import PARAMS_DIR, resolve
 
 
 class ConfigError(ValueError):
@@ -72,6 +72,9 @@ class TrainConfig:
     lora_dropout: float = 0.05
     quantization: str = "none"  # none | 4bit
     max_steps: int = -1
+    # LoRA on the top n transformer layers only (0: all). The backward pass stops at the lowest
+    # adapted layer, so training costs 2N + 2N*n/L FLOPs per token instead of 4N.
+    lora_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class Study:
     data_dir: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
+    benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
 
 
 MODEL_SOURCES = {"hub", "gguf", "folder"}
@@ -308,6 +312,10 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(f"{path}: seeds must be a list of integers")
     if study.holdout is not None:
         _check_holdout(study, datasets, path)
+    for folder in study.benchmarks:
+        if not isinstance(folder, str) or not any(resolve(folder).glob("*/*.json")):
+            raise ConfigError(f"{path}: benchmarks entry {folder!r} holds no <dataset>/<model>.json; run "
+                              f"`senticompare bench --publish` to make one (reports/benchmarks/<device>/) or remove it")
     apply_overrides(load_preset(study.preset), study.overrides)
     return study
 

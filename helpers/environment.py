@@ -24,8 +24,8 @@ def _version(name: str) -> str | None:
 
 
 def git_commit() -> dict[str, str | bool | None]:
-    """HEAD and whether the tree had uncommitted changes when the result was made; in a copy without
-    .git (a container, a remote machine) SENTICOMPARE_GIT_COMMIT names the commit it was made from."""
+    """HEAD and whether the tree had uncommitted changes when the result was made; in a copy of the tree
+    (a container, a remote machine) SENTICOMPARE_GIT_COMMIT names the commit it was made from."""
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
@@ -33,8 +33,10 @@ def git_commit() -> dict[str, str | bool | None]:
         except (OSError, subprocess.SubprocessError):
             return None
     status = git("status", "--porcelain", "--untracked-files=no")
-    commit = git("rev-parse", "HEAD") or os.environ.get("SENTICOMPARE_GIT_COMMIT")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    named = os.environ.get("SENTICOMPARE_GIT_COMMIT")
+    if named:  # said by whoever copied the tree; a stale .git in the copy would say otherwise
+        return {"commit": named, "dirty": None}
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 
 def cpu_name() -> str:

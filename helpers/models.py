@@ -219,12 +219,19 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> tor
 
     if train.quantization == "4bit":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    layers = None
+    if train.lora_layers:
+        total = model.config.num_hidden_layers
+        if not 0 < train.lora_layers <= total:
+            raise ModelError(f"model {spec.id!r} has {total} layers; set train.lora_layers to 1..{total} (0: all)")
+        layers = list(range(total - train.lora_layers, total))
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=train.lora_r,
         lora_alpha=train.lora_alpha,
         lora_dropout=train.lora_dropout,
         target_modules=list(spec.lora_targets),
+        layers_to_transform=layers,
         modules_to_save=list(spec.modules_to_save) or None,
     )
     return get_peft_model(model, config)

@@ -1,7 +1,8 @@
 """Stitch a study's executed notebooks into one HTML report (code hidden) and print it to PDF.
 
 The comparison comes first (summary table and ranking, then the leave-one-group-out table
-where the study holds groups out), then each model's stage notebooks.
+where the study holds groups out), then each model's stage notebooks, then the benchmark
+result folders the study names (`benchmarks:`, rendered by notebooks/06_bench).
 Text that comes from data or errors is HTML-escaped before it enters the report.
 """
 from __future__ import annotations
@@ -83,6 +84,11 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
                 if path.exists():
                     nb.cells.append(_markdown(f"## {STAGE_TITLES[stage]}"))
                     nb.cells.extend(_cells(path))
+    for folder in study.benchmarks:
+        path = study_dir / "bench" / f"{Path(folder).name}.ipynb"
+        if path.exists():
+            nb.cells.append(_markdown(f"# Benchmark: our path against the seeds' recipe ({html.escape(Path(folder).name)})"))
+            nb.cells.extend(_cells(path))
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i}"  # stitched notebooks repeat ids; nbformat wants them unique
     return nb

@@ -74,7 +74,7 @@ def base_model_baseline(run: Run, shots: list[int]) -> dict[str, dict]:
     """A causal LM before fine-tuning, asked each test text zero-/k-shot: the next-token
     probability of each label's answer word, normalized over the labels (one forward pass per
     example). That is exactly the untrained classifier with its verbalizer head."""
-    if run.model.family != "decoder":
+    if run.model.family != "decoder" or not shots:
         return {}
     splits = data.read_splits(run.data_folder)
     tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)

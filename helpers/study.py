@@ -22,11 +22,12 @@ from tqdm.auto import tqdm
 from helpers import config, holdout
 from helpers.config import Study
 from helpers.io import atomic_write_text, write_json, write_yaml
-from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path, experiments_dir, reports_dir
+from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path, experiments_dir, reports_dir, resolve
 from helpers.run import STAGES
 
 log = logging.getLogger(__name__)
 COMPARE_STAGE = "05_compare"
+BENCH_STAGE = "06_bench"
 # Quiet the kernels: library progress bars and load reports belong in logs, not the report.
 KERNEL_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
               "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
@@ -73,6 +74,11 @@ def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str |
     return plans
 
 
+def bench_notebook(study: Study, folder: str) -> Path:
+    """Where a study keeps its rendering of one `senticompare bench` result folder."""
+    return study_dir(study) / "bench" / f"{Path(folder).name}.ipynb"
+
+
 def plan_runs(study: Study) -> list[RunPlan]:
     """One run per dataset x model x seed, then one per held-out group x model x seed."""
     plans = [plan for name in study.datasets for plan in _dataset_runs(study, name, study_dir(study) / name)]
@@ -103,6 +109,7 @@ def reproduce_command(stage: str, run_dir: Path) -> str:
 def execute_notebook(notebook: Path, output: Path, params: dict[str, Any]) -> None:
     """papermill into a temporary file, renamed into place only when the notebook succeeds;
     a failed execution is kept beside it as <stage>.failed.ipynb for inspection."""
+    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.tmp.ipynb")
     env_before = {k: os.environ.get(k) for k in KERNEL_ENV}
     os.environ.update(KERNEL_ENV)
@@ -185,6 +192,9 @@ def run_study(study_path: str | Path, force: bool = False, report: bool = True) 
             "study_dir": display_path(compare_dir),
             "weights": study.weights or {}, "seed": study.seeds[0],
         })
+    for folder in study.benchmarks:
+        execute_notebook(notebooks[BENCH_STAGE], bench_notebook(study, folder),
+                         {"bench_dir": display_path(resolve(folder))})
     if report:
         from helpers.report import build_report
 

@@ -15,6 +15,7 @@ from helpers import bench, benchconfig, benchreport, config, flops, models, refe
 from helpers.inference import predict_proba
 from helpers.device import Precision, precision_for
 from helpers.io import read_json
+from helpers.paths import PARAMS_DIR
 
 CPU = precision_for("cpu")
 LABELS = ["negative", "positive"]
@@ -179,9 +180,18 @@ def test_inference_model_is_merged_and_in_the_mixed_precision_dtype(tiny):
     assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
 
 
-def test_bench_params_file_is_valid():
-    cfg = benchconfig.load_bench()
-    assert cfg.models and cfg.datasets and cfg.train.quantization == "none"
+def test_bench_params_files_are_valid():
+    for name in ("bench.yaml", "bench-cuda.yaml"):
+        cfg = benchconfig.load_bench(PARAMS_DIR / name)
+        assert cfg.models and cfg.datasets and cfg.train.quantization == "none"
+
+
+def test_bench_params_reject_lora_on_some_layers(tmp_path):
+    bad = tmp_path / "bench.yaml"
+    bad.write_text("name: x\nmodels: [smollm2-135m]\ndatasets: [{id: sst2, max_length: 32, train_examples: 8, "
+                   "validation_examples: 8, infer_examples: 8}]\ntrain: {lora_layers: 4}\n")
+    with pytest.raises(config.ConfigError, match="lora_layers must be 0"):
+        benchconfig.load_bench(bad)
 
 
 def test_bench_params_reject_unknown_ids(tmp_path):

@@ -68,3 +68,12 @@ def test_overrides_replace_nested_values():
         config.apply_overrides(preset, {"max_trian": 8})
     with pytest.raises(config.ConfigError):
         config.apply_overrides(preset, {"train": {"lr": 1}})
+
+
+def test_benchmarks_entry_without_results_names_the_bench_command(tmp_path):
+    empty = tmp_path / "no-results"
+    empty.mkdir()
+    path = write(tmp_path, f"name: x\nmodels: [minilm-l6]\ndatasets: [finefoods]\npreset: quick\nseeds: [1]\n"
+                           f"benchmarks: [{empty}]\n")
+    with pytest.raises(config.ConfigError, match=r"holds no <dataset>/<model>.json; run `senticompare bench --publish`"):
+        config.load_study(path)

@@ -70,3 +70,25 @@ def test_qlora_on_cpu_quantizes_the_body_not_the_head(tmp_path):
     assert probs.shape == (4, 2) and np.allclose(probs.sum(axis=1), 1.0)
     full = models.load_base(spec, LABELS, CPU, tokenizer=tokenizer)
     assert reloaded.get_memory_footprint() < 0.6 * full.get_memory_footprint()
+
+
+def test_lora_layers_adapts_only_the_top_layers_and_backward_stops_below_them():
+    spec = config.get_model("smollm2-135m")
+    cfg = dataclasses.replace(config.load_preset("quick").train, lora_layers=3)
+    tokenizer = models.load_tokenizer(spec)
+    model = models.add_lora(models.load_base(spec, LABELS, CPU, tokenizer=tokenizer), spec, cfg)
+    total = model.config.num_hidden_layers
+    adapted = {int(n.split(".layers.")[1].split(".")[0]) for n, _ in model.named_parameters() if "lora_A" in n}
+    assert adapted == set(range(total - 3, total))
+    grads_seen = []
+    model.base_model.model.model.layers[total - 4].register_full_backward_hook(lambda *a: grads_seen.append(1))
+    batch = tokenizer(TEXTS[:2], return_tensors="pt", padding=True)
+    model(**batch, labels=torch.tensor([1, 0])).loss.backward()
+    assert grads_seen == []  # nothing below the lowest adapted layer needs a gradient
+
+
+def test_lora_layers_beyond_the_model_is_a_clear_error():
+    spec = config.get_model("smollm2-135m")
+    cfg = dataclasses.replace(config.load_preset("quick").train, lora_layers=99)
+    with pytest.raises(models.ModelError, match=r"has 30 layers; set train.lora_layers to 1..30"):
+        models.add_lora(models.load_base(spec, LABELS, CPU), spec, cfg)

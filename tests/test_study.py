@@ -26,6 +26,7 @@ TINY = {
                   "train": {"max_steps": 3, "batch_size": 8},
                   "speed": {"warmup": 1, "repeats": 5, "max_examples": 16, "batch_size": 8},
                   "evaluation": {"baseline_shots": [0, 1]}},
+    "benchmarks": ["reports/benchmarks/cpu-amd-epyc-2t"],
 }
 
 
@@ -116,6 +117,8 @@ def test_report_has_every_model_and_the_failure(tiny_study):
     html = (paths.reports_dir() / "tiny.html").read_text()
     for text in ("minilm-l6", "smollm2-135m", "distilbert-base", "Failed in 01_data", "Ranking"):
         assert text in html
+    bench = html.split("Benchmark: our path against the seeds")[1]  # the committed results' section
+    assert "cpu-amd-epyc-2t" in bench and "gemma3-270m" in bench and "train speedup" in bench
     assert "tags=[\"parameters\"]" not in html and "open_run(" not in html  # code is hidden
     assert (paths.reports_dir() / "tiny.pdf").read_bytes()[:5] == b"%PDF-"
 
