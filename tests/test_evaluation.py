@@ -110,9 +110,10 @@ def test_calibration_metrics_for_a_baseline():
 
 def test_presets_carry_an_evaluation_block_and_overrides_are_checked():
     quick = config.load_preset("quick")
-    assert quick.evaluation == EvaluationConfig()
+    assert quick.evaluation == dataclasses.replace(EvaluationConfig(), baseline_shots=[])  # no base model: minutes
+    assert config.load_preset("standard").evaluation.baseline_shots == [0, 4]
     changed = config.apply_overrides(quick, {"evaluation": {"conformal_alpha": 0.2}})
-    assert changed.evaluation == dataclasses.replace(EvaluationConfig(), conformal_alpha=0.2)
+    assert changed.evaluation == dataclasses.replace(quick.evaluation, conformal_alpha=0.2)
     with pytest.raises(config.ConfigError, match="conformal_alpha must be in"):
         config.apply_overrides(quick, {"evaluation": {"conformal_alpha": 1.5}})
     with pytest.raises(config.ConfigError):
