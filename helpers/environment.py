@@ -32,10 +32,10 @@ def git_commit() -> dict[str, str | bool | None]:
                                   timeout=10, check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
-    status = git("status", "--porcelain", "--untracked-files=no")
     named = os.environ.get("SENTICOMPARE_GIT_COMMIT")
     if named:  # said by whoever copied the tree; a stale .git in the copy would say otherwise
         return {"commit": named, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 

@@ -16,3 +16,10 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         io.write_json(path, {"accuracy": object()})
     assert io.read_json(path) == {"accuracy": 0.9}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_copy_of_the_tree_records_the_commit_it_was_named(monkeypatch):
+    from helpers import environment
+
+    monkeypatch.setenv("SENTICOMPARE_GIT_COMMIT", "84f271a6f17c6dbde658525bd0673b08cb84d9a7")
+    assert environment.git_commit() == {"commit": "84f271a6f17c6dbde658525bd0673b08cb84d9a7", "dirty": None}
