@@ -186,19 +186,15 @@ def test_bench_params_files_are_valid():
         assert cfg.models and cfg.datasets and cfg.train.quantization == "none"
 
 
-def test_bench_params_reject_lora_on_some_layers(tmp_path):
+@pytest.mark.parametrize("models, extra, error", [
+    ("nope", "", "nope"),  # an id the registry does not know
+    ("smollm2-135m", "train: {lora_layers: 4}\n", "lora_layers must be 0"),  # the 4N FLOP count needs every layer
+])
+def test_bench_params_reject_bad_entries(tmp_path, models, extra, error):
     bad = tmp_path / "bench.yaml"
-    bad.write_text("name: x\nmodels: [smollm2-135m]\ndatasets: [{id: sst2, max_length: 32, train_examples: 8, "
-                   "validation_examples: 8, infer_examples: 8}]\ntrain: {lora_layers: 4}\n")
-    with pytest.raises(config.ConfigError, match="lora_layers must be 0"):
-        benchconfig.load_bench(bad)
-
-
-def test_bench_params_reject_unknown_ids(tmp_path):
-    bad = tmp_path / "bench.yaml"
-    bad.write_text("name: x\nmodels: [nope]\ndatasets: [{id: sst2, max_length: 32, train_examples: 8, "
-                   "validation_examples: 8, infer_examples: 8}]\n")
-    with pytest.raises(config.ConfigError, match="nope"):
+    bad.write_text(f"name: x\nmodels: [{models}]\ndatasets: [{{id: sst2, max_length: 32, train_examples: 8, "
+                   f"validation_examples: 8, infer_examples: 8}}]\n{extra}")
+    with pytest.raises(config.ConfigError, match=error):
         benchconfig.load_bench(bad)
 
 
