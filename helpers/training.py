@@ -1,7 +1,12 @@
 """LoRA/QLoRA fine-tuning with the Hugging Face Trainer.
 
 Batches are padded per batch (not to max_length) and grouped by length, so the CPU spends
-its time on real tokens rather than padding.
+its time on real tokens rather than padding. On CUDA, where these small models are bound by
+the host's kernel launches rather than by the GPU, two more things pay (measured on an H100,
+SmolLM2-135M, Fine Foods: median step 342 -> 206 ms): batch lengths rounded up to a multiple of
+64, because SDPA's cuDNN backend builds a new attention plan (~2.7 ms of host time per call) for
+every new sequence length; and the frozen weights stored in the compute dtype, because autocast
+otherwise re-casts every fp32 base weight on every forward pass.
 """
 from __future__ import annotations
 
@@ -99,6 +104,30 @@ class ThreadGovernor(TrainerCallback):
         torch.set_num_threads(self._before)
 
 
+CUDA_PAD_MULTIPLE = 64
+
+
+def pad_multiple(device: str) -> int | None:
+    """Batch lengths are rounded up to this on CUDA (a few cached attention plans instead of one
+    per length); None elsewhere, where every padding token costs compute."""
+    return CUDA_PAD_MULTIPLE if device == "cuda" else None
+
+
+def freeze_in_compute_dtype(model: torch.nn.Module, precision: Precision) -> int:
+    """Store the frozen floating-point weights in the mixed-precision compute dtype (bf16/fp16),
+    keeping trainable ones (LoRA, the head) in fp32; returns how many tensors were cast. Under
+    full precision, or with quantized weights (QLoRA keeps its norms in fp32 on purpose), nothing."""
+    half = torch.bfloat16 if precision.bf16 else torch.float16 if precision.fp16 else None
+    if half is None or getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_quantized", False):
+        return 0
+    cast = 0
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype == torch.float32:
+            param.data = param.data.to(half)
+            cast += 1
+    return cast
+
+
 def tokenize(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> datasets.Dataset:
     encoded = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
     return datasets.Dataset.from_dict({**encoded, "labels": df["label"].tolist()})
@@ -114,6 +143,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
           seed: int, output_dir: Path) -> TrainResult:
     """Fine-tune in place; evaluates on validation a few times for the learning curves."""
     set_seed(seed)
+    freeze_in_compute_dtype(model, precision)
     train_ds = tokenize(train_df, tokenizer, max_length)
     val_ds = tokenize(val_df, tokenizer, max_length)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
@@ -150,7 +180,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
         compute_metrics=_accuracy,
         callbacks=[clock, ThreadGovernor(precision.device)],
     )

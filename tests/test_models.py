@@ -72,6 +72,27 @@ def test_qlora_on_cpu_quantizes_the_body_not_the_head(tmp_path):
     assert reloaded.get_memory_footprint() < 0.6 * full.get_memory_footprint()
 
 
+def test_mixed_precision_stores_frozen_weights_in_the_compute_dtype_and_keeps_trainable_ones_fp32():
+    spec = config.get_model("minilm-l6")
+    train_cfg = config.load_preset("quick").train
+    tokenizer = models.load_tokenizer(spec)
+    bf16 = dataclasses.replace(CPU, bf16=True)
+    model = models.add_lora(models.load_base(spec, LABELS, CPU, tokenizer=tokenizer), spec, train_cfg)
+    assert training.freeze_in_compute_dtype(model, CPU) == 0
+    assert training.freeze_in_compute_dtype(model, bf16) > 0
+    dtypes = {p.requires_grad: set() for p in model.parameters()}
+    for p in model.parameters():
+        dtypes[p.requires_grad].add(p.dtype)
+    assert dtypes == {True: {torch.float32}, False: {torch.bfloat16}}
+    quantized = models.add_lora(models.load_base(spec, LABELS, CPU, "4bit", tokenizer), spec, train_cfg)
+    assert training.freeze_in_compute_dtype(quantized, bf16) == 0
+
+
+def test_batches_are_padded_to_a_multiple_only_on_cuda():
+    assert training.pad_multiple("cpu") is None
+    assert training.pad_multiple("cuda") == training.CUDA_PAD_MULTIPLE
+
+
 def test_lora_layers_adapts_only_the_top_layers_and_backward_stops_below_them():
     spec = config.get_model("smollm2-135m")
     cfg = dataclasses.replace(config.load_preset("quick").train, lora_layers=3)
