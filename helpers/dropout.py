@@ -2,8 +2,8 @@
 
 torch's CPU dropout samples every mask element through a Bernoulli draw from mt19937; in a LoRA
 step of SmolLM2-135M (every adapter drops its own copy of its input) that was 13 % of the step's
-time, second only to the matmuls. numpy's SFC64 bit generator fills the same
-masks about three times faster. Each mask element keeps its input when a 16-bit uniform integer is
+time, second only to the matmuls. numpy's SFC64 bit generator fills the same masks about three
+times faster. Each mask element keeps its input when a 16-bit uniform integer is
 at least round(p * 2**16), so p holds to within 2**-17; the generator is seeded from torch's, so a
 seeded run draws the same masks every time.
 """

@@ -1,13 +1,13 @@
 """LoRA/QLoRA fine-tuning with the Hugging Face Trainer.
 
 Batches are padded per batch (not to max_length) and grouped by length, so the CPU spends
-its time on real tokens rather than padding, and dropout masks are drawn by numpy
-(helpers/dropout.py: torch's CPU sampler took 13 % of a LoRA step). On CUDA, where these small models are bound by
-the host's kernel launches rather than by the GPU, two more things pay (measured on an H100,
-SmolLM2-135M, Fine Foods: median step 342 -> 206 ms): batch lengths rounded up to a multiple of
-64, because SDPA's cuDNN backend builds a new attention plan (~2.7 ms of host time per call) for
-every new sequence length; and the frozen weights stored in the compute dtype, because autocast
-otherwise re-casts every fp32 base weight on every forward pass.
+its time on real tokens rather than padding, and on a CPU dropout masks are drawn by numpy
+(helpers/dropout.py: torch's CPU sampler took 13 % of a LoRA step). On CUDA, where these small
+models are bound by the host's kernel launches rather than by the GPU, two more things pay
+(measured on an H100, SmolLM2-135M, Fine Foods: median step 342 -> 206 ms): batch lengths
+rounded up to a multiple of 64, because SDPA's cuDNN backend builds a new attention plan
+(~2.7 ms of host time per call) for every new sequence length; and the frozen weights stored in
+the compute dtype, because autocast otherwise re-casts every fp32 base weight on every forward.
 """
 from __future__ import annotations
 
