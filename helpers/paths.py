@@ -30,6 +30,11 @@ def reports_dir() -> Path:
     return Path(os.environ.get("SENTICOMPARE_REPORTS", PROJECT_ROOT / "reports"))
 
 
+def bench_notebook(study_dir: Path, folder: str | os.PathLike) -> Path:
+    """Where a study keeps its rendering of one `senticompare bench` result folder."""
+    return Path(study_dir) / "bench" / f"{Path(folder).name}.ipynb"
+
+
 def resolve(path: str | os.PathLike) -> Path:
     """A path from params or the command line: absolute as given, else under the project root."""
     path = Path(path).expanduser()

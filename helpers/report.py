@@ -19,6 +19,7 @@ from nbconvert import HTMLExporter
 from helpers import holdout
 from helpers.config import Study
 from helpers.io import atomic_write_bytes, atomic_write_text, read_json
+from helpers.paths import bench_notebook
 from helpers.run import STAGES
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -85,7 +86,7 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
                     nb.cells.append(_markdown(f"## {STAGE_TITLES[stage]}"))
                     nb.cells.extend(_cells(path))
     for folder in study.benchmarks:
-        path = study_dir / "bench" / f"{Path(folder).name}.ipynb"
+        path = bench_notebook(study_dir, folder)
         if path.exists():
             nb.cells.append(_markdown(f"# Benchmark: our path against the seeds' recipe ({html.escape(Path(folder).name)})"))
             nb.cells.extend(_cells(path))

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from helpers import config, holdout
 from helpers.config import Study
 from helpers.io import atomic_write_text, write_json, write_yaml
-from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path, experiments_dir, reports_dir, resolve
+from helpers.paths import (NOTEBOOKS_DIR, PROJECT_ROOT, bench_notebook, display_path, experiments_dir, reports_dir,
+                           resolve)
 from helpers.run import STAGES
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,6 @@ def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str |
                 params["holdout_group"] = holdout_group
             plans.append(RunPlan(model, dataset, seed, run_dir, params, holdout_group))
     return plans
-
-
-def bench_notebook(study: Study, folder: str) -> Path:
-    """Where a study keeps its rendering of one `senticompare bench` result folder."""
-    return study_dir(study) / "bench" / f"{Path(folder).name}.ipynb"
 
 
 def plan_runs(study: Study) -> list[RunPlan]:
@@ -193,7 +189,7 @@ def run_study(study_path: str | Path, force: bool = False, report: bool = True) 
             "weights": study.weights or {}, "seed": study.seeds[0],
         })
     for folder in study.benchmarks:
-        execute_notebook(notebooks[BENCH_STAGE], bench_notebook(study, folder),
+        execute_notebook(notebooks[BENCH_STAGE], bench_notebook(study_dir(study), folder),
                          {"bench_dir": display_path(resolve(folder))})
     if report:
         from helpers.report import build_report
