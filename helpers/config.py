@@ -195,6 +195,7 @@ def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
         unknown = sorted(set(spec.train) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown:
             raise ConfigError(f"{where}: unknown train key(s) {unknown}")
+        _choice(spec.train.get("quantization", "none"), QUANTIZATIONS, f"{where}: train.quantization")
         models[model_id] = spec
     return models
 

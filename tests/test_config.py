@@ -53,11 +53,15 @@ def test_unknown_preset_lists_known_ones():
         config.load_preset("fast")
 
 
-def test_bad_quantization_value(tmp_path):
+def test_bad_quantization_value_in_a_preset_or_a_model_entry(tmp_path):
     path = write(tmp_path, "max_train: 1\nmax_validation: 1\nmax_test: 1\nmax_length: 32\nbalance: false\n"
                            "train: {quantization: 8bit}\n", "p.yaml")
     with pytest.raises(config.ConfigError, match="'8bit' is not one of"):
         config.load_preset(str(path))
+    models = write(tmp_path, "m:\n  source: hub\n  hub_id: x/y\n  family: decoder\n  lora_targets: [q]\n"
+                             "  train: {quantization: 8bit}\n", "models.yaml")
+    with pytest.raises(config.ConfigError, match="model 'm': train.quantization: '8bit' is not one of"):
+        config.load_models(models)
 
 
 def test_overrides_replace_nested_values():
