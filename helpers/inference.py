@@ -6,11 +6,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from helpers.batching import length_sorted_batches
 from helpers.threads import cpu_threads
 
 if TYPE_CHECKING:  # a run-time import costs seconds in every notebook kernel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
+    """Indices in batches of similar length, so padding stays small."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 @torch.inference_mode()

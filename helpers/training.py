@@ -1,14 +1,13 @@
 """LoRA/QLoRA fine-tuning with the Hugging Face Trainer.
 
-Batches are padded per batch (not to max_length) and drawn from length buckets
-(helpers/batching.py), so the CPU spends its time on real tokens rather than padding, and on a
-CPU dropout masks are drawn by numpy (helpers/dropout.py: torch's CPU sampler took 13 % of a
-LoRA step). On CUDA, where these small models are bound by the host's kernel launches rather
-than by the GPU, two more things pay (measured on an H100, SmolLM2-135M, Fine Foods: median step
-342 -> 206 ms): batch lengths rounded up to a multiple of 64, because SDPA's cuDNN backend builds
-a new attention plan (~2.7 ms of host time per call) for every new sequence length; and the
-frozen weights stored in the compute dtype, because autocast otherwise re-casts every fp32 base
-weight on every forward.
+Batches are padded per batch (not to max_length) and grouped by length, so the CPU spends
+its time on real tokens rather than padding, and on a CPU dropout masks are drawn by numpy
+(helpers/dropout.py: torch's CPU sampler took 13 % of a LoRA step). On CUDA, where these small
+models are bound by the host's kernel launches rather than by the GPU, two more things pay
+(measured on an H100, SmolLM2-135M, Fine Foods: median step 342 -> 206 ms): batch lengths
+rounded up to a multiple of 64, because SDPA's cuDNN backend builds a new attention plan
+(~2.7 ms of host time per call) for every new sequence length; and the frozen weights stored in
+the compute dtype, because autocast otherwise re-casts every fp32 base weight on every forward.
 """
 from __future__ import annotations
 
@@ -31,7 +30,6 @@ from transformers import (
     set_seed,
 )
 
-from helpers.batching import LengthBucketSampler
 from helpers.config import TrainConfig
 from helpers.device import Precision, synchronize
 from helpers.dropout import use_numpy_dropout
@@ -132,15 +130,6 @@ def freeze_in_compute_dtype(model: torch.nn.Module, precision: Precision) -> int
     return cast
 
 
-class BucketedTrainer(Trainer):
-    """Trainer whose training batches come from length buckets (helpers/batching.py)."""
-
-    def _get_train_sampler(self, train_dataset=None) -> LengthBucketSampler:
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        lengths = [len(ids) for ids in dataset["input_ids"]]
-        return LengthBucketSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
-
-
 def tokenize(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> datasets.Dataset:
     encoded = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
     return datasets.Dataset.from_dict({**encoded, "labels": df["label"].tolist()})
@@ -180,6 +169,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         report_to="none",
         seed=seed,
         data_seed=seed,
+        train_sampling_strategy="group_by_length",
         use_cpu=precision.device == "cpu",
         fp16=precision.fp16,
         bf16=precision.bf16,
@@ -189,7 +179,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         include_num_input_tokens_seen="non_padding",
     )
     clock = StepClock(precision.device)
-    trainer = BucketedTrainer(
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_ds,

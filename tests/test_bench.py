@@ -183,7 +183,7 @@ def test_inference_model_is_merged_and_in_the_mixed_precision_dtype(tiny):
 
 
 def test_bench_params_files_are_valid():
-    for name in ("bench.yaml", "bench-cuda.yaml"):
+    for name in ("bench.yaml", "bench-cuda.yaml", "bench-accuracy.yaml"):
         cfg = benchconfig.load_bench(PARAMS_DIR / name)
         assert cfg.models and cfg.datasets and cfg.train.quantization == "none"
 
