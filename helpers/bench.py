@@ -188,7 +188,7 @@ def bench_threads(spec, splits, tokenizer, merged, cfg: BenchConfig, bench_data:
                                    peak.gflops)
                 short = dataclasses.replace(cfg.train, max_steps=cfg.threads_train_steps + cfg.warmup_steps)
                 model = lora_model(spec, splits.labels, precision, short, tokenizer, cfg.seed)
-                result = training.train(model, tokenizer, splits.train, splits.validation.head(2), short, precision,
+                result = training.train(model, tokenizer, splits.train, short, precision,
                                         bench_data.max_length, cfg.seed, scratch / f"threads-{count}")
             train = train_summary(result, cfg.warmup_steps, flops.lora_train_flops_per_token(n_linear), peak.gflops)
             rows.append({"threads": count, "matmul_peak_gflops": peak.gflops,
@@ -211,7 +211,7 @@ def bench_scaling(spec, splits, tokenizer, cfg: BenchConfig, precision: Precisio
             n = cfg.scaling.examples * factor
             model = lora_model(spec, splits.labels, precision, cfg.train, tokenizer, cfg.seed)
             load = machine_load()
-            result = training.train(model, tokenizer, splits.train.head(n), splits.validation.head(2), cfg.train,
+            result = training.train(model, tokenizer, splits.train.head(n), cfg.train,
                                     precision, max_length, cfg.seed, scratch / f"scaling-{max_length}-{n}")
             summary = train_summary(result, cfg.warmup_steps, flops.lora_train_flops_per_token(n_linear), peak_gflops)
             rows.append({"max_length": max_length, "factor": factor, "examples": n,
@@ -231,9 +231,8 @@ def bench_qlora(spec, splits, tokenizer, cfg: BenchConfig, bench_data: BenchData
     footprint = model.get_memory_footprint() / 2**20
     load = machine_load()
     with peak_memory(precision.device) as memory:
-        result = training.train(model, tokenizer, splits.train.head(bench_data.train_examples),
-                                splits.validation.head(2), qcfg, precision, bench_data.max_length, cfg.seed,
-                                scratch / "qlora")
+        result = training.train(model, tokenizer, splits.train.head(bench_data.train_examples), qcfg, precision,
+                                bench_data.max_length, cfg.seed, scratch / "qlora")
     summary = train_summary(result, cfg.warmup_steps, flops.lora_train_flops_per_token(n_linear), peak_gflops)
     acc = accuracy(model, tokenizer, splits.validation, cfg.train.eval_batch_size, bench_data.max_length,
                    precision.device)
@@ -279,7 +278,7 @@ def bench_model(spec: config.ModelSpec, splits: data.DatasetSplits, bench_data: 
     trainable, total = models.count_parameters(ours_model)
     load_ours = machine_load()
     with peak_memory(device) as ours_memory:
-        ours_result = training.train(ours_model, tokenizer, train_df, splits.validation.head(2), cfg.train, precision,
+        ours_result = training.train(ours_model, tokenizer, train_df, cfg.train, precision,
                                      max_length, cfg.seed, scratch / "ours")
     ours = train_summary(ours_result, cfg.warmup_steps, train_flops, peak.gflops)
     ours.update(peak_memory=ours_memory, load_before=load_ours, load_after=machine_load(),

@@ -6,13 +6,19 @@ used as probabilities (to abstain, to weigh costs, to build prediction sets). Pr
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import brier_score_loss, log_loss
 
+from helpers.config import RECALIBRATIONS
+
 STRATEGIES = ("equal_width", "equal_mass")
+TEMPERATURE_BOUNDS = (0.01, 100.0)
+BIAS_BOUND = 10.0  # odds of e^10 between classes: a bias beyond it only says validation was separable
 SUM_TOLERANCE = 1e-3  # probabilities read back from CSV or computed in float32 sum to 1 only roughly
 PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)  # a 0 from a float32 softmax was at most this small
 
@@ -110,7 +116,7 @@ def log_probabilities(p: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(p, PROBABILITY_FLOOR))
 
 
-def fit_temperature(y: np.ndarray, p: np.ndarray, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
+def fit_temperature(y: np.ndarray, p: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
     """The temperature T minimizing validation NLL of softmax(log p / T), by L-BFGS-B on log T
     (T > 1 softens an over-confident model, T < 1 sharpens an under-confident one)."""
     y, p = check_probabilities(y, p)
@@ -130,8 +136,44 @@ def fit_temperature(y: np.ndarray, p: np.ndarray, bounds: tuple[float, float] = 
     return float(np.exp(result.x[0]))
 
 
-def apply_temperature(p: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities softmax(log p / T): same argmax, confidence moved toward (T > 1) or away from uniform."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    return softmax(log_probabilities(np.asarray(p, dtype=np.float64)) / temperature, axis=1)
+@dataclass(frozen=True)
+class Recalibration:
+    """softmax(log p / temperature + bias), fitted on held-out data. With a bias (bias-corrected
+    temperature scaling, Alexandari et al. 2020) it also moves the decision threshold: a short
+    fine-tune often leans to one class by a margin that changes from run to run."""
+    method: str
+    temperature: float
+    bias: tuple[float, ...]  # per class, the first fixed at 0
+
+
+def fit_recalibration(y: np.ndarray, p: np.ndarray, method: str = "bias_temperature") -> Recalibration:
+    """Temperature (and, for bias_temperature, per-class biases) minimizing the NLL of the true
+    labels, jointly by L-BFGS-B on (log T, bias) within bounds."""
+    if method not in RECALIBRATIONS:
+        raise ValueError(f"recalibration must be one of {RECALIBRATIONS}, got {method!r}")
+    y, p = check_probabilities(y, p)
+    n_classes = p.shape[1]
+    if method == "temperature":
+        return Recalibration(method, fit_temperature(y, p), (0.0,) * n_classes)
+    logits, rows = log_probabilities(p), np.arange(len(y))
+    onehot = np.eye(n_classes)[y]
+
+    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        inverse, bias = np.exp(-theta[0]), np.concatenate([[0.0], theta[1:]])
+        log_q = log_softmax(logits * inverse + bias, axis=1)
+        d_scores = (np.exp(log_q) - onehot) / len(y)
+        grad = np.concatenate([[-inverse * np.sum(d_scores * logits)], d_scores.sum(axis=0)[1:]])
+        return float(-log_q[rows, y].mean()), grad
+
+    bounds = [tuple(np.log(TEMPERATURE_BOUNDS))] + [(-BIAS_BOUND, BIAS_BOUND)] * (n_classes - 1)
+    result = minimize(loss_and_grad, x0=np.zeros(n_classes), jac=True, method="L-BFGS-B", bounds=bounds)
+    return Recalibration(method, float(np.exp(result.x[0])), (0.0, *map(float, result.x[1:])))
+
+
+def recalibrate(p: np.ndarray, recalibration: Recalibration) -> np.ndarray:
+    """Probabilities after a fitted recalibration; their argmax is the decision."""
+    p = np.asarray(p, dtype=np.float64)
+    if len(recalibration.bias) != p.shape[1]:
+        raise ValueError(f"recalibration has {len(recalibration.bias)} class biases, probabilities {p.shape[1]} classes")
+    scores = log_probabilities(p) / recalibration.temperature + np.asarray(recalibration.bias)
+    return softmax(scores, axis=1)

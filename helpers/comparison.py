@@ -35,9 +35,9 @@ LOWER_IS_BETTER = {
     "mce",
     "brier",
     "nll",
-    "ece_after_temperature",
-    "nll_after_temperature",
-    "brier_after_temperature",
+    "ece_recalibrated",
+    "nll_recalibrated",
+    "brier_recalibrated",
     "aurc",
     "conformal_set_size",
     "conformal_aps_set_size",
@@ -119,8 +119,8 @@ SUMMARY_COLUMNS = [
 
 
 UNCERTAINTY_COLUMNS = [
-    "ece", "ece_equal_mass", "ece_classwise", "mce", "brier", "nll", "temperature", "ece_after_temperature",
-    "nll_after_temperature", "aurc", "selective_target_accuracy", "selective_target_reached", "selective_coverage",
+    "ece", "ece_equal_mass", "ece_classwise", "mce", "brier", "nll", "temperature", "ece_recalibrated",
+    "nll_recalibrated", "aurc", "selective_target_accuracy", "selective_target_reached", "selective_coverage",
     "selective_accuracy",
     "conformal_alpha", "conformal_coverage", "conformal_set_size", "conformal_singleton_share",
     "conformal_aps_coverage", "conformal_aps_set_size", "expected_cost", "expected_cost_argmax", "abstain_share",
@@ -164,6 +164,8 @@ def results_table(results: list[dict]) -> pd.DataFrame:
         row["accuracy_ci95"] = quality.get("accuracy_ci95")
         row["f1_ci95"] = quality.get("f1_ci95")
         row["baseline_accuracy"] = (quality.get("baseline_majority") or {}).get("accuracy")
+        row["accuracy_raw_argmax"] = (quality.get("raw_argmax") or {}).get("accuracy")
+        row["f1_raw_argmax"] = (quality.get("raw_argmax") or {}).get("f1")
         row.update({k: quality.get(k) for k in UNCERTAINTY_COLUMNS})
         if row["selective_target_reached"] is not None:  # a share of seeds once averaged
             row["selective_target_reached"] = float(row["selective_target_reached"])
@@ -238,18 +240,21 @@ def pairwise_by_seed(dataset_dir: Path, table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run_probabilities(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and class probabilities of a run from its predictions.csv (`prob_<label>` columns in label order)."""
+def run_probabilities(run_dir: Path, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and class probabilities of a run from its predictions.csv, in label order: the
+    recalibrated ones the decisions read (`prob_<label>`), or with `raw` the network's own
+    (`raw_prob_<label>`; runs recorded before recalibration have only `prob_`, which were raw)."""
     predictions = pd.read_csv(run_dir / "predictions.csv").sort_values("example")
     columns = [c for c in predictions.columns if c.startswith("prob_")]
-    return predictions["label"].to_numpy(), predictions[columns].to_numpy()
+    raw_columns = [c for c in predictions.columns if c.startswith("raw_prob_")]
+    return predictions["label"].to_numpy(), predictions[raw_columns if raw and raw_columns else columns].to_numpy()
 
 
-def _pooled(dataset_dir: Path, table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every model's test labels and probabilities, its seeds' test splits pooled."""
+def _pooled(dataset_dir: Path, table: pd.DataFrame, raw: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every model's test labels and probabilities (see run_probabilities), its seeds' test splits pooled."""
     pooled = {}
     for model, runs in table.groupby("model", sort=False):
-        found = [run_probabilities(dataset_dir / run) for run in runs["run"]
+        found = [run_probabilities(dataset_dir / run, raw) for run in runs["run"]
                  if (dataset_dir / run / "predictions.csv").is_file()]
         if found:
             pooled[model] = (np.concatenate([y for y, _ in found]), np.concatenate([p for _, p in found]))
@@ -257,8 +262,10 @@ def _pooled(dataset_dir: Path, table: pd.DataFrame) -> dict[str, tuple[np.ndarra
 
 
 def reliability_curves(dataset_dir: Path, table: pd.DataFrame, n_bins: int = 15) -> dict[str, pd.DataFrame]:
-    """Reliability-diagram data per model (equal-width bins), read from the runs' predictions."""
-    return {model: calibration.reliability(y, p, n_bins) for model, (y, p) in _pooled(dataset_dir, table).items()}
+    """Reliability-diagram data per model (equal-width bins) of the network's own probabilities, as
+    the ECE column, read from the runs' predictions."""
+    return {model: calibration.reliability(y, p, n_bins)
+            for model, (y, p) in _pooled(dataset_dir, table, raw=True).items()}
 
 
 def risk_coverage_curves(dataset_dir: Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -300,6 +307,9 @@ def summary(ranked: pd.DataFrame) -> pd.DataFrame:
         "training (min)": (pd.to_numeric(ranked["training_time_hours"], errors="coerce") * 60).round(2),
         "trainable params": number("trainable_params", 0).astype("Int64"),
     })
+    if "accuracy_raw_argmax" in ranked and ranked["accuracy_raw_argmax"].notna().any():
+        view.insert(view.columns.get_loc("accuracy 95% CI") + 1, "accuracy before recalibration",
+                    number("accuracy_raw_argmax", 3))
     if "tied_with" in ranked:
         view.insert(3, "not significantly different from", ranked["tied_with"])
     if "n_seeds" in ranked and ranked["n_seeds"].max() > 1:
@@ -332,8 +342,8 @@ def _view(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3) -> pd.D
 
 
 UNCERTAINTY_VIEW = {
-    "ECE": "ece", "ECE (equal mass)": "ece_equal_mass", "ECE after temperature": "ece_after_temperature",
-    "temperature": "temperature", "Brier": "brier", "NLL": "nll", "NLL after temperature": "nll_after_temperature",
+    "ECE": "ece", "ECE (equal mass)": "ece_equal_mass", "ECE recalibrated": "ece_recalibrated",
+    "temperature": "temperature", "Brier": "brier", "NLL": "nll", "NLL recalibrated": "nll_recalibrated",
     "AURC": "aurc", "target reached on validation": "selective_target_reached",
     "selective coverage": "selective_coverage", "selective accuracy": "selective_accuracy",
     "conformal coverage (LAC)": "conformal_coverage", "set size (LAC)": "conformal_set_size",

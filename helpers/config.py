@@ -85,6 +85,11 @@ class SpeedConfig:
     max_examples: int = 128
 
 
+# temperature: confidences only, the argmax decision stays the model's; bias_temperature: per-class
+# biases too, so the decision threshold is fitted on validation as well.
+RECALIBRATIONS = ("temperature", "bias_temperature")
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     ece_bins: int = 15
@@ -94,6 +99,7 @@ class EvaluationConfig:
     abstain_cost: float = 0.3
     min_group_size: int = 10  # smaller groups are reported but not judged
     baseline_shots: list[int] = field(default_factory=lambda: [0])  # causal LMs before fine-tuning: k of k-shot
+    recalibration: str = "bias_temperature"  # fitted on validation; one of RECALIBRATIONS (helpers/calibration.py)
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,7 @@ def _check_evaluation(cfg: EvaluationConfig, where: str) -> EvaluationConfig:
          and cfg.min_group_size >= 1),
         ("baseline_shots", "a list of non-negative integers (k of each k-shot baseline)",
          isinstance(cfg.baseline_shots, list) and all(isinstance(k, int) and k >= 0 for k in cfg.baseline_shots)),
+        ("recalibration", f"one of {', '.join(RECALIBRATIONS)}", cfg.recalibration in RECALIBRATIONS),
         ("cost_matrix", "null or a square list of rows of non-negative numbers (true class x predicted class)",
          square),
     ]

@@ -1,14 +1,16 @@
-"""Evaluation depth in one call: calibration, temperature scaling, selective prediction, conformal
+"""Evaluation depth in one call: calibration, recalibration, selective prediction, conformal
 sets, cost-sensitive decisions and per-group quality, as flat JSON-ready keys for results.json.
 
 Which split does what, so no number is fitted on the examples it is measured on:
-- validation: fits the temperature and picks the selective-prediction threshold;
+- validation: fits the recalibration (a temperature, and with `bias_temperature` per-class biases
+  that move the decision threshold) and picks the selective-prediction threshold;
 - calibration: calibrates the conformal q-hat (it must be disjoint from validation and test,
   or the coverage guarantee is lost);
 - test: every reported number.
-Calibration metrics and selective prediction read the model's own probabilities (the threshold
-applies as is to the `confidence` column of predictions.csv); conformal sets and cost decisions
-read the temperature-scaled ones, since both take the probabilities at their word.
+ECE, MCE, Brier and NLL read the network's own probabilities (`*_recalibrated` the recalibrated
+ones); everything that decides (the prediction, selective prediction, AURC, conformal sets, cost
+decisions, per-group quality) reads the recalibrated probabilities, the `prob_*` columns of
+predictions.csv.
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from helpers.calibration import check_probabilities
 from helpers.config import EvaluationConfig
 
 # The headline numbers of uncertainty_report, in the order a reader takes them in.
-SUMMARY_KEYS = ("ece", "ece_equal_mass", "mce", "brier", "nll", "temperature", "ece_after_temperature",
-                "nll_after_temperature", "aurc", "selective_threshold", "selective_coverage", "selective_accuracy",
+SUMMARY_KEYS = ("ece", "ece_equal_mass", "mce", "brier", "nll", "temperature", "ece_recalibrated",
+                "nll_recalibrated", "aurc", "selective_threshold", "selective_coverage", "selective_accuracy",
                 "conformal_alpha", "conformal_coverage", "conformal_set_size", "conformal_singleton_share",
                 "conformal_aps_coverage", "conformal_aps_set_size", "expected_cost", "expected_cost_argmax",
                 "abstain_share")
@@ -52,10 +54,12 @@ def _conformal_keys(prefix: str, outcome: conformal.ConformalOutcome) -> dict[st
 
 def uncertainty_report(y_val: np.ndarray, p_val: np.ndarray, y_cal: np.ndarray, p_cal: np.ndarray,
                        y_test: np.ndarray, p_test: np.ndarray, cfg: EvaluationConfig,
-                       groups_test: np.ndarray | None = None, label_ids: list[int] | None = None) -> dict[str, Any]:
+                       groups_test: np.ndarray | None = None, label_ids: list[int] | None = None,
+                       recalibration: calibration.Recalibration | None = None) -> dict[str, Any]:
     """Every uncertainty number of one model on one test split (see the module docstring for which
-    split is used where). Labels are int ids 0..k-1, probabilities (n, k) arrays in label-id order;
-    `groups_test` (one group name per test example) adds `per_group`."""
+    split is used where). Labels are int ids 0..k-1, probabilities (n, k) arrays of the network in
+    label-id order; `recalibration` is fitted on validation when not given; `groups_test` (one group
+    name per test example) adds `per_group`."""
     y_val, p_val = check_probabilities(y_val, p_val)
     y_cal, p_cal = check_probabilities(y_cal, p_cal)
     y_test, p_test = check_probabilities(y_test, p_test)
@@ -68,16 +72,15 @@ def uncertainty_report(y_val: np.ndarray, p_val: np.ndarray, y_cal: np.ndarray, 
         raise ValueError(f"label_ids must be 0..{n_classes - 1} in the probability columns' order, got {label_ids}")
     bins = cfg.ece_bins
 
-    temperature = calibration.fit_temperature(y_val, p_val)
-    scaled_cal = calibration.apply_temperature(p_cal, temperature)
-    scaled_test = calibration.apply_temperature(p_test, temperature)
+    fitted = recalibration or calibration.fit_recalibration(y_val, p_val, cfg.recalibration)
+    decide_val, decide_cal, decide_test = (calibration.recalibrate(p, fitted) for p in (p_val, p_cal, p_test))
 
-    threshold = selective.threshold_for_accuracy(y_val, p_val, cfg.target_accuracy)
-    chosen = selective.apply_threshold(y_test, p_test, threshold, cfg.target_accuracy)
-    lac = conformal.split_conformal(y_cal, scaled_cal, y_test, scaled_test, cfg.conformal_alpha, "lac")
-    aps = conformal.split_conformal(y_cal, scaled_cal, y_test, scaled_test, cfg.conformal_alpha, "aps",
+    threshold = selective.threshold_for_accuracy(y_val, decide_val, cfg.target_accuracy)
+    chosen = selective.apply_threshold(y_test, decide_test, threshold, cfg.target_accuracy)
+    lac = conformal.split_conformal(y_cal, decide_cal, y_test, decide_test, cfg.conformal_alpha, "lac")
+    aps = conformal.split_conformal(y_cal, decide_cal, y_test, decide_test, cfg.conformal_alpha, "aps",
                                     randomized=APS_RANDOMIZED)
-    costs = selective.cost_outcome(y_test, scaled_test, cfg.cost_matrix, cfg.abstain_cost)
+    costs = selective.cost_outcome(y_test, decide_test, cfg.cost_matrix, cfg.abstain_cost)
 
     report: dict[str, Any] = {
         "ece_bins": bins,
@@ -87,11 +90,13 @@ def uncertainty_report(y_val: np.ndarray, p_val: np.ndarray, y_cal: np.ndarray, 
         "mce": calibration.mce(y_test, p_test, bins),
         "brier": calibration.brier(y_test, p_test),
         "nll": calibration.nll(y_test, p_test),
-        "temperature": temperature,
-        "ece_after_temperature": calibration.ece(y_test, scaled_test, bins),
-        "nll_after_temperature": calibration.nll(y_test, scaled_test),
-        "brier_after_temperature": calibration.brier(y_test, scaled_test),
-        "aurc": selective.aurc(y_test, p_test),
+        "recalibration": fitted.method,
+        "temperature": fitted.temperature,
+        "class_bias": list(fitted.bias),
+        "ece_recalibrated": calibration.ece(y_test, decide_test, bins),
+        "nll_recalibrated": calibration.nll(y_test, decide_test),
+        "brier_recalibrated": calibration.brier(y_test, decide_test),
+        "aurc": selective.aurc(y_test, decide_test),
         "selective_target_accuracy": chosen.target_accuracy,
         "selective_target_reached": chosen.reached,
         "selective_threshold": chosen.threshold,
@@ -108,7 +113,7 @@ def uncertainty_report(y_val: np.ndarray, p_val: np.ndarray, y_cal: np.ndarray, 
         "abstain_share": costs.abstain_share,
     }
     if groups_test is not None:
-        table = metrics.group_metrics(y_test, p_test.argmax(axis=1), groups_test, label_ids, cfg.min_group_size,
-                                      probabilities=p_test)
+        table = metrics.group_metrics(y_test, decide_test.argmax(axis=1), groups_test, label_ids,
+                                      cfg.min_group_size, probabilities=decide_test)
         report["per_group"] = {"min_group_size": cfg.min_group_size, **metrics.group_summary(table)}
     return report

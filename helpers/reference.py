@@ -63,7 +63,6 @@ def train_reference(model: PreTrainedModel, train_df: pd.DataFrame, tokenizer: P
         train_samples=len(train_ds),
         train_tokens=int(sum(sum(mask) for mask in train_ds["attention_mask"]) * epochs_done),
         log_history=trainer.state.log_history,
-        final_val_accuracy=None,
         step_seconds=clock.seconds,
         step_tokens=clock.tokens,
         step_threads=clock.threads,

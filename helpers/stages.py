@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers import data, evaluation, metrics, models, prompts, significance, timing
+from helpers import calibration, data, evaluation, flops, metrics, models, prompts, significance, timing
 from helpers.inference import predict_proba
 from helpers.io import atomic_write_text
 from helpers.run import Run
@@ -53,7 +53,7 @@ def train_model(run: Run) -> dict:
                             run.model, cfg)
     trainable, total = models.count_parameters(model)
     with tempfile.TemporaryDirectory(prefix="trainer-") as scratch:
-        result = training.train(model, tokenizer, splits.train, splits.validation, cfg, run.precision,
+        result = training.train(model, tokenizer, splits.train, cfg, run.precision,
                                 run.preset.max_length, run.seed, Path(scratch))
     model.save_pretrained(run.adapter_dir, safe_serialization=True)
     record = {
@@ -95,9 +95,10 @@ def base_model_baseline(run: Run, shots: list[int]) -> dict[str, dict]:
 
 
 def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
-    """03_evaluate: predict validation, calibration and test with probabilities; quality metrics
-    by sklearn, calibration, selective prediction, conformal sets and costs (helpers/evaluation.py),
-    and, for causal LMs, the base model zero-/k-shot beside the fine-tuned one."""
+    """03_evaluate: predict validation, calibration and test with probabilities; the decision is the
+    argmax after the recalibration fitted on validation (the network's own argmax kept as
+    `raw_argmax`); quality metrics by sklearn, calibration, selective prediction, conformal sets and
+    costs (helpers/evaluation.py), and, for causal LMs, the base model zero-/k-shot beside it."""
     splits = data.read_splits(run.data_folder)
     tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
@@ -111,8 +112,12 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     if held_out.empty:
         raise data.DataError(f"{run.data_folder} has no calibration split (written before it existed); "
                              f"rerun notebooks/01_data for this run_dir")
-    probs = predict(test)
-    y_true, y_pred = test["label"].to_numpy(), probs.argmax(axis=1)
+    y_val, p_val = validation["label"].to_numpy(), predict(validation)
+    y_cal, p_cal = held_out["label"].to_numpy(), predict(held_out)
+    y_true, raw = test["label"].to_numpy(), predict(test)
+    fitted = calibration.fit_recalibration(y_val, p_val, run.preset.evaluation.recalibration)
+    probs = calibration.recalibrate(raw, fitted)
+    y_pred = probs.argmax(axis=1)
     label_ids = list(range(len(splits.labels)))
     groups = test["group"].astype(str).to_numpy() if "group" in test else None
     predictions = pd.DataFrame({"example": np.arange(len(test)), "label": y_true, "prediction": y_pred,
@@ -121,12 +126,15 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
         predictions["group"] = groups
     for i, name in enumerate(splits.labels):
         predictions[f"prob_{name}"] = probs[:, i]
+    for i, name in enumerate(splits.labels):
+        predictions[f"raw_prob_{name}"] = raw[:, i]
     record = {
         **metrics.classification_metrics(y_true, y_pred, label_ids),
         **significance.quality_cis(y_true, y_pred, label_ids, seed=run.seed),
-        **evaluation.uncertainty_report(validation["label"].to_numpy(), predict(validation),
-                                        held_out["label"].to_numpy(), predict(held_out), y_true, probs,
-                                        run.preset.evaluation, groups_test=groups, label_ids=label_ids),
+        "raw_argmax": metrics.classification_metrics(y_true, raw.argmax(axis=1), label_ids),
+        "validation_accuracy": float((p_val.argmax(axis=1) == y_val).mean()),  # the network's argmax
+        **evaluation.uncertainty_report(y_val, p_val, y_cal, p_cal, y_true, raw, run.preset.evaluation,
+                                        groups_test=groups, label_ids=label_ids, recalibration=fitted),
         "baseline_majority": metrics.majority_baseline(splits.train["label"].to_numpy(), y_true, label_ids),
         "confusion_matrix": metrics.confusion(y_true, y_pred, label_ids),
         "labels": splits.labels,
@@ -150,5 +158,6 @@ def measure_speed(run: Run) -> dict:
                                   run.preset.train.quantization)
     record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,
                                       run.preset.max_length, run.device)
+    record["matmul_peak"] = dataclasses.asdict(flops.matmul_peak(run.device))  # how fast this host ran today
     run.write_stage("04_speed", record)
     return record

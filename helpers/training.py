@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pandas as pd
 import torch
 from transformers import (
@@ -44,7 +43,6 @@ class TrainResult:
     train_samples: int
     train_tokens: int  # real (non-padding) tokens seen, all epochs
     log_history: list[dict]
-    final_val_accuracy: float | None
     step_seconds: list[float] = field(default_factory=list)  # per optimizer step, evaluation excluded
     step_tokens: list[int] = field(default_factory=list)  # real tokens per optimizer step
     step_threads: list[int] = field(default_factory=list)  # CPU threads each step ran on
@@ -135,27 +133,20 @@ def tokenize(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: i
     return datasets.Dataset.from_dict({**encoded, "labels": df["label"].tolist()})
 
 
-def _accuracy(eval_pred) -> dict[str, float]:
-    logits, labels = eval_pred
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
-
-
 def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: pd.DataFrame,
-          val_df: pd.DataFrame, cfg: TrainConfig, precision: Precision, max_length: int,
+          cfg: TrainConfig, precision: Precision, max_length: int,
           seed: int, output_dir: Path) -> TrainResult:
-    """Fine-tune in place; evaluates on validation a few times for the learning curves."""
+    """Fine-tune in place. No evaluation inside: 03_evaluate predicts the validation split anyway."""
     set_seed(seed)
     freeze_in_compute_dtype(model, precision)
     if precision.device == "cpu":
         use_numpy_dropout(model)
     train_ds = tokenize(train_df, tokenizer, max_length)
-    val_ds = tokenize(val_df, tokenizer, max_length)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -163,8 +154,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         warmup_steps=round(cfg.warmup_ratio * total_steps),
         lr_scheduler_type="linear",
         logging_steps=max(1, total_steps // 20),
-        eval_strategy="steps",
-        eval_steps=max(1, math.ceil(total_steps / 2)),  # mid-way and at the end: the curve's points
+        eval_strategy="no",
         save_strategy="no",
         report_to="none",
         seed=seed,
@@ -183,19 +173,13 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=val_ds,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
-        compute_metrics=_accuracy,
         callbacks=[clock, ThreadGovernor(precision.device)],
     )
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
     history = trainer.state.log_history
-    evals = [e for e in history if "eval_accuracy" in e]
-    if not evals or evals[-1]["step"] != trainer.state.global_step:
-        trainer.evaluate()
-        evals = [e for e in history if "eval_accuracy" in e]
     epochs_done = trainer.state.epoch or 0.0
     tokens_per_epoch = int(sum(len(ids) for ids in train_ds["input_ids"]))
     return TrainResult(
@@ -205,7 +189,6 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         train_samples=len(train_ds),
         train_tokens=int(tokens_per_epoch * epochs_done),
         log_history=history,
-        final_val_accuracy=evals[-1]["eval_accuracy"],
         step_seconds=clock.seconds,
         step_tokens=clock.tokens,
         step_threads=clock.threads,

@@ -11,8 +11,7 @@
 # %% [markdown]
 # # 02 · Train
 # LoRA (or QLoRA, 4-bit NF4) fine-tuning of the model's classification head and adapters on
-# the saved train split, with validation accuracy along the way. The adapter is saved as
-# safetensors in the run folder.
+# the saved train split. The adapter is saved as safetensors in the run folder.
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
@@ -34,11 +33,12 @@ from helpers.run import open_run
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 record = stages.train_model(run)
 pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_samples", "train_tokens",
-                                  "train_tokens_per_sec", "final_val_accuracy", "trainable_params",
+                                  "train_tokens_per_sec", "trainable_params",
                                   "total_params", "quantization")}, name=run.model.id).to_frame()
 
 # %% [markdown]
-# ## Learning curves
+# ## Training loss
+# Validation is predicted once, by 03_evaluate (an evaluation here cost as much again).
 
 # %%
 plots.training_curves(record["log_history"]);

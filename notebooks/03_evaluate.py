@@ -10,8 +10,9 @@
 
 # %% [markdown]
 # # 03 · Evaluate
-# Predicts the test split with the fine-tuned model, saves every prediction with its class
-# probabilities, and computes the quality metrics with 95 % bootstrap intervals next to the
+# Predicts the test split with the fine-tuned model, decides by the argmax after the recalibration
+# fitted on validation (a temperature, and by default per-class biases that set the decision
+# threshold), saves every prediction with its class probabilities, and computes the quality metrics with 95 % bootstrap intervals next to the
 # majority-class baseline and, for causal LMs, next to the base model asked zero-/k-shot; then
 # how far its confidence can be trusted: calibration, selective prediction, conformal sets,
 # cost-sensitive decisions and per-group quality.
@@ -38,6 +39,7 @@ run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study
 record, predictions = stages.evaluate_model(run)
 keys = ("accuracy", "f1", "precision", "recall", "balanced_accuracy")
 pd.DataFrame({run.model.id: {k: record[k] for k in keys},
+              "network's own argmax": {k: record["raw_argmax"][k] for k in keys},
               "majority baseline": {k: record["baseline_majority"][k] for k in keys}})
 
 # %%
@@ -61,15 +63,17 @@ pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "br
 
 # %% [markdown]
 # ## Calibration, selective prediction, conformal sets, costs
-# Temperature fitted on validation; the selective threshold chosen on validation; conformal sets
-# calibrated on the held-out calibration split; all numbers on test.
+# Recalibration and the selective threshold fitted on validation; conformal sets calibrated on the
+# held-out calibration split; all numbers on test. ECE, MCE, Brier and NLL are the network's own,
+# `*_recalibrated` after recalibration.
 
 # %%
 pd.Series({k: record[k] for k in evaluation.SUMMARY_KEYS if k in record}, name=run.model.id).to_frame()
 
 # %%
-y_test, p_test = comparison.run_probabilities(run.run_dir)
-plots.reliability_diagrams({run.model.id: calibration.reliability(y_test, p_test, record["ece_bins"])});
+plots.reliability_diagrams({
+    f"{run.model.id}{suffix}": calibration.reliability(*comparison.run_probabilities(run.run_dir, raw), record["ece_bins"])
+    for suffix, raw in (("", True), (", recalibrated", False))});
 
 # %% [markdown]
 # ## Per group

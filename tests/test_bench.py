@@ -169,8 +169,7 @@ def test_our_paths_give_the_callers_thread_count_back(tiny, tmp_path):
         assert torch.get_num_threads() == 2
         cfg = dataclasses.replace(config.TrainConfig(), batch_size=4, max_steps=1)
         result = training.train(models.add_lora(model, tiny, cfg), tokenizer,
-                                pd.DataFrame({"text": TEXTS[:4], "label": [1, 0, 1, 0]}),
-                                pd.DataFrame({"text": TEXTS[:2], "label": [1, 0]}), cfg, CPU, 16, 0, tmp_path)
+                                pd.DataFrame({"text": TEXTS[:4], "label": [1, 0, 1, 0]}), cfg, CPU, 16, 0, tmp_path)
     assert result.step_threads == [1] and torch.get_num_threads() == 2
 
 

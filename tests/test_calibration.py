@@ -71,7 +71,7 @@ def test_temperature_scaling_recovers_a_known_temperature():
     temperature = calibration.fit_temperature(y_val, p_val)
     assert temperature == pytest.approx(2.5, rel=0.08)
     _, y_test, p_test = synthetic(6000, 4, seed=2, sharpen=2.5)
-    scaled = calibration.apply_temperature(p_test, temperature)
+    scaled = calibration.recalibrate(p_test, calibration.Recalibration("temperature", temperature, (0.0,) * 4))
     assert calibration.ece(y_test, scaled) < calibration.ece(y_test, p_test) / 3
     assert calibration.nll(y_test, scaled) < calibration.nll(y_test, p_test)
     np.testing.assert_array_equal(scaled.argmax(axis=1), p_test.argmax(axis=1))
@@ -84,8 +84,53 @@ def test_temperature_below_one_for_an_under_confident_model():
 
 def test_probabilities_stand_in_for_logits():
     logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
-    np.testing.assert_allclose(calibration.apply_temperature(softmax(logits, axis=1), 2.0),
-                               softmax(logits / 2.0, axis=1))
+    fitted = calibration.Recalibration("bias_temperature", 2.0, (0.0, 1.0, -0.5))
+    np.testing.assert_allclose(calibration.recalibrate(softmax(logits, axis=1), fitted),
+                               softmax(logits / 2.0 + np.array([0.0, 1.0, -0.5]), axis=1))
+
+
+def leaning(n: int, seed: int, sharpen: float, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A model over-confident by `sharpen` that also adds `offset` to its logits: it leans to a class,
+    as a short fine-tune does."""
+    z, y, _ = synthetic(n, len(offset), seed)
+    return y, softmax(sharpen * z + offset, axis=1)
+
+
+def test_bias_temperature_recovers_a_known_lean_and_moves_the_decisions():
+    offset = np.array([0.0, 3.0, 0.0])
+    y_val, p_val = leaning(8000, 4, 2.0, offset)
+    fitted = calibration.fit_recalibration(y_val, p_val, "bias_temperature")
+    assert fitted.temperature == pytest.approx(2.0, rel=0.08)
+    # log p / T + b = z + offset / T + b: the bias that undoes the lean is -offset / T
+    np.testing.assert_allclose(fitted.bias, -offset / 2.0, atol=0.1)
+    y_test, p_test = leaning(8000, 5, 2.0, offset)
+    decided = calibration.recalibrate(p_test, fitted)
+    assert (decided.argmax(axis=1) == y_test).mean() > (p_test.argmax(axis=1) == y_test).mean() + 0.05
+    assert calibration.nll(y_test, decided) < calibration.nll(y_test, p_test)
+
+
+def test_temperature_alone_keeps_the_decisions():
+    y, p = leaning(3000, 6, 2.0, np.array([0.0, 1.5, 0.0]))
+    fitted = calibration.fit_recalibration(y, p, "temperature")
+    assert fitted.bias == (0.0, 0.0, 0.0)
+    assert fitted.temperature == pytest.approx(calibration.fit_temperature(y, p))
+    np.testing.assert_array_equal(calibration.recalibrate(p, fitted).argmax(axis=1), p.argmax(axis=1))
+
+
+def test_separable_validation_keeps_the_fit_within_bounds():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([[0.9, 0.1], [0.6, 0.4], [0.45, 0.55], [0.2, 0.8]])
+    fitted = calibration.fit_recalibration(y, p, "bias_temperature")
+    assert calibration.TEMPERATURE_BOUNDS[0] <= fitted.temperature <= calibration.TEMPERATURE_BOUNDS[1]
+    assert all(abs(b) <= calibration.BIAS_BOUND for b in fitted.bias)
+    np.testing.assert_array_equal(calibration.recalibrate(p, fitted).argmax(axis=1), y)
+
+
+def test_unknown_recalibration_and_mismatched_classes_are_rejected():
+    with pytest.raises(ValueError, match="recalibration must be one of"):
+        calibration.fit_recalibration(Y2, P2, "platt")
+    with pytest.raises(ValueError, match="3 class biases"):
+        calibration.recalibrate(P2, calibration.Recalibration("bias_temperature", 1.0, (0.0, 0.0, 0.0)))
 
 
 def test_inputs_that_are_not_probabilities_are_rejected():

@@ -12,8 +12,8 @@ from helpers.config import EvaluationConfig
 from helpers.evaluation import calibration_metrics, uncertainty_report
 
 REPORT_KEYS = {
-    "ece_bins", "ece", "ece_equal_mass", "ece_classwise", "mce", "brier", "nll", "temperature",
-    "ece_after_temperature", "nll_after_temperature", "brier_after_temperature", "aurc",
+    "ece_bins", "ece", "ece_equal_mass", "ece_classwise", "mce", "brier", "nll", "recalibration", "temperature",
+    "class_bias", "ece_recalibrated", "nll_recalibrated", "brier_recalibrated", "aurc",
     "selective_target_accuracy", "selective_target_reached", "selective_threshold", "selective_coverage",
     "selective_accuracy", "conformal_alpha", "conformal_calibration_examples", "conformal_qhat",
     "conformal_coverage", "conformal_set_size", "conformal_singleton_share", "conformal_empty_share",
@@ -48,14 +48,39 @@ def test_report_fits_on_validation_and_measures_on_test(splits):
     (y_val, p_val), (y_cal, p_cal), (y_test, p_test) = splits
     report = uncertainty_report(y_val, p_val, y_cal, p_cal, y_test, p_test, EvaluationConfig())
     assert report["ece"] == pytest.approx(calibration.ece(y_test, p_test))
-    assert report["temperature"] == pytest.approx(calibration.fit_temperature(y_val, p_val))
+    fitted = calibration.fit_recalibration(y_val, p_val, "bias_temperature")
+    assert report["recalibration"] == "bias_temperature"
+    assert report["temperature"] == pytest.approx(fitted.temperature)
+    assert report["class_bias"] == pytest.approx(list(fitted.bias))
     assert report["temperature"] == pytest.approx(2.0, rel=0.15)
-    assert report["ece_after_temperature"] < report["ece"] / 2
-    assert report["nll_after_temperature"] < report["nll"]
+    assert max(abs(b) for b in report["class_bias"]) < 0.2  # this model does not lean to a class
+    assert report["ece_recalibrated"] < report["ece"] / 2
+    assert report["nll_recalibrated"] < report["nll"]
     assert report["conformal_coverage"] >= 0.87 and report["conformal_aps_coverage"] >= 0.87
     assert report["selective_target_reached"] and report["selective_accuracy"] > 0.85
     assert 0 < report["selective_coverage"] < 1
     assert report["expected_cost"] < report["expected_cost_argmax"]
+
+
+def test_decisions_read_the_recalibrated_probabilities(splits):
+    """A model leaning to class 1: the bias fitted on validation undoes the lean, and the numbers that
+    decide (selective prediction, conformal sets) are those of the recalibrated probabilities."""
+    (y_val, p_val), (y_cal, p_cal), (y_test, p_test) = splits
+    lean = np.array([0.0, 3.0, 0.0])
+    def leaned(p):
+        return softmax(np.log(p) + lean, axis=1)
+    given = calibration.fit_recalibration(y_val, leaned(p_val), "bias_temperature")
+    report = uncertainty_report(y_val, leaned(p_val), y_cal, leaned(p_cal), y_test, leaned(p_test),
+                                EvaluationConfig(), recalibration=given)
+    assert report["class_bias"][1] < -0.5 < report["class_bias"][2]
+    decided = calibration.recalibrate(leaned(p_test), given)
+    assert (decided.argmax(axis=1) == y_test).mean() > (leaned(p_test).argmax(axis=1) == y_test).mean() + 0.05
+    assert report["ece_recalibrated"] == pytest.approx(calibration.ece(y_test, decided))
+    assert report["ece"] == pytest.approx(calibration.ece(y_test, leaned(p_test)))
+    temperature_only = uncertainty_report(y_val, leaned(p_val), y_cal, leaned(p_cal), y_test, leaned(p_test),
+                                          EvaluationConfig(recalibration="temperature"))
+    assert temperature_only["class_bias"] == [0.0, 0.0, 0.0]
+    assert report["conformal_set_size"] < temperature_only["conformal_set_size"]
 
 
 def test_an_unreachable_target_is_reported_as_such(splits):
@@ -137,6 +162,8 @@ def test_preset_evaluation_block_is_checked(tmp_path):
         config.load_preset(preset_file(tmp_path, "evaluation: {cost_matrix: [[0, 1], [1]]}\n"))
     with pytest.raises(config.ConfigError, match="ece_bins must be a positive integer"):
         config.load_preset(preset_file(tmp_path, "evaluation: {ece_bins: 0}\n"))
+    with pytest.raises(config.ConfigError, match="recalibration must be one of temperature, bias_temperature"):
+        config.load_preset(preset_file(tmp_path, "evaluation: {recalibration: platt}\n"))
     block = "evaluation: {cost_matrix: [[0, 1], [5, 0]], abstain_cost: 0.5}\n"
     loaded = config.load_preset(preset_file(tmp_path, block))
     assert loaded.evaluation.cost_matrix == [[0, 1], [5, 0]] and loaded.evaluation.abstain_cost == 0.5

@@ -47,7 +47,7 @@ def test_lora_trains_only_adapters_and_head(model_id, tmp_path):
     trainable, total = models.count_parameters(model)
     assert 0 < trainable < 0.05 * total
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
-    result = training.train(model, tokenizer, frame(), frame(), train_cfg, CPU, 32, 0, tmp_path)
+    result = training.train(model, tokenizer, frame(), train_cfg, CPU, 32, 0, tmp_path)
     assert result.steps == 2 and result.train_tokens > 0
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
 
@@ -62,7 +62,7 @@ def test_qlora_on_cpu_quantizes_the_body_not_the_head(tmp_path):
     assert linear4 and linear4[0].weight.quant_type == "nf4"
     assert not isinstance(base.score, bnb.nn.Linear4bit)
     model = models.add_lora(base, spec, train_cfg)
-    training.train(model, tokenizer, frame(), frame(), train_cfg, CPU, 32, 0, tmp_path / "trainer")
+    training.train(model, tokenizer, frame(), train_cfg, CPU, 32, 0, tmp_path / "trainer")
     model.save_pretrained(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     reloaded = models.load_finetuned(spec, tmp_path / "adapter", LABELS, CPU, "4bit")

@@ -61,12 +61,19 @@ def test_results_hold_the_seed_format_and_agree_with_predictions(tiny_study):
         assert key in results, key
     assert 0 < results["trainable_params"] < results["total_params"]
     assert results["latency_p99_ms"] >= results["latency_median_ms"] > 0
+    assert results["speed"]["matmul_peak"]["gflops"] > 0  # the host's speed beside its timings
     assert results["environment"]["packages"]["torch"]
     import pandas as pd
 
     predictions = pd.read_csv(run_dir / "predictions.csv")
     assert len(predictions) == 40
     assert results["accuracy"] == pytest.approx((predictions["label"] == predictions["prediction"]).mean())
+    decided = predictions.filter(regex="^prob_").to_numpy()
+    raw = predictions.filter(regex="^raw_prob_").to_numpy()
+    assert decided.shape == raw.shape == (40, 2)
+    assert (decided.argmax(axis=1) == predictions["prediction"]).all()
+    assert results["quality"]["raw_argmax"]["accuracy"] == pytest.approx(
+        (raw.argmax(axis=1) == predictions["label"]).mean())
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     for stage in ("01_data", "02_train", "03_evaluate", "04_speed"):
         assert (run_dir / f"{stage}.ipynb").is_file()
@@ -78,7 +85,7 @@ def test_results_hold_calibration_conformal_and_the_base_model_baseline(tiny_stu
     decoder = read_json(sst2 / "smollm2-135m" / "results.json")["quality"]
     encoder = read_json(sst2 / "minilm-l6" / "results.json")["quality"]
     for quality in (decoder, encoder):
-        for key in ("ece", "mce", "brier", "nll", "ece_after_temperature", "temperature", "aurc", "conformal_alpha",
+        for key in ("ece", "mce", "brier", "nll", "ece_recalibrated", "temperature", "class_bias", "aurc", "conformal_alpha",
                     "conformal_coverage", "conformal_set_size", "expected_cost", "accuracy_ci95", "f1_ci95"):
             assert key in quality, key
         assert quality["temperature"] > 0 and 1 <= quality["conformal_set_size"] <= 2
