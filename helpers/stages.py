@@ -124,10 +124,9 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
                                 "confidence": probs.max(axis=1)})
     if groups is not None:
         predictions["group"] = groups
-    for i, name in enumerate(splits.labels):
-        predictions[f"prob_{name}"] = probs[:, i]
-    for i, name in enumerate(splits.labels):
-        predictions[f"raw_prob_{name}"] = raw[:, i]
+    for prefix, values in (("prob", probs), ("raw_prob", raw)):
+        for i, name in enumerate(splits.labels):
+            predictions[f"{prefix}_{name}"] = values[:, i]
     record = {
         **metrics.classification_metrics(y_true, y_pred, label_ids),
         **significance.quality_cis(y_true, y_pred, label_ids, seed=run.seed),
