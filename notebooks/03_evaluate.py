@@ -12,8 +12,9 @@
 # # 03 · Evaluate
 # Predicts the test split with the fine-tuned model, decides by the argmax after the recalibration
 # fitted on validation (a temperature, and by default per-class biases that set the decision
-# threshold), saves every prediction with its class probabilities, and computes the quality metrics with 95 % bootstrap intervals next to the
-# majority-class baseline and, for causal LMs, next to the base model asked zero-/k-shot; then
+# threshold), saves every prediction with its class probabilities, and computes the quality
+# metrics with 95 % bootstrap intervals next to the network's own argmax, the majority-class
+# baseline and, for causal LMs, the base model asked zero-/k-shot; then
 # how far its confidence can be trusted: calibration, selective prediction, conformal sets,
 # cost-sensitive decisions and per-group quality.
 
