@@ -88,9 +88,9 @@ pairwise if len(pairwise) else Markdown("Fewer than two finished models: nothing
 # recalibration fitted on validation (the probabilities every decision below reads); AURC of the
 # risk–coverage curve; selective prediction at the confidence threshold that reached the preset's
 # target accuracy on validation (coverage and accuracy on test; without such a threshold nothing
-# is answered, and "target reached" is the share of seeds that had one); split-conformal prediction sets (coverage should be at least 1 − α;
-# smaller sets are better); average cost of the cost-optimal decisions with abstention against
-# always answering. With several seeds: mean ± seed standard deviation.
+# is answered, and "target reached" is the share of seeds that had one); split-conformal
+# prediction sets (coverage should be at least 1 − α; smaller sets are better); average cost of
+# the cost-optimal decisions with abstention against always answering. With several seeds: mean ± seed standard deviation.
 
 # %%
 uncertainty = comparison.uncertainty_view(table) if len(table) else pd.DataFrame()
