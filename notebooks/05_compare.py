@@ -90,7 +90,8 @@ pairwise if len(pairwise) else Markdown("Fewer than two finished models: nothing
 # target accuracy on validation (coverage and accuracy on test; without such a threshold nothing
 # is answered, and "target reached" is the share of seeds that had one); split-conformal
 # prediction sets (coverage should be at least 1 − α; smaller sets are better); average cost of
-# the cost-optimal decisions with abstention against always answering. With several seeds: mean ± seed standard deviation.
+# the cost-optimal decisions with abstention against always answering. With several seeds:
+# mean ± seed standard deviation.
 
 # %%
 uncertainty = comparison.uncertainty_view(table) if len(table) else pd.DataFrame()
