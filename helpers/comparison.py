@@ -111,7 +111,7 @@ def mark_ties(ranked: pd.DataFrame, pairwise: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_COLUMNS = [
-    "accuracy", "accuracy_ci95", "f1", "f1_ci95", "precision", "recall", "baseline_accuracy",
+    "accuracy", "accuracy_ci95", "f1", "f1_ci95", "precision", "recall", "baseline_accuracy", "p_vs_majority",
     "latency_median_ms", "latency_p99_ms", "ttft_mean_ms", "throughput_samples_per_sec",
     "throughput_tokens_per_sec", "peak_rss_mb", "memory_allocated_mb", "training_time_hours",
     "trainable_params", "total_params",
@@ -129,6 +129,8 @@ GROUP_METRICS = ("accuracy", "f1", "ece")
 GROUP_LABELS = {"accuracy": "accuracy", "f1": "F1", "ece": "ECE"}
 BASELINE_COLUMN = re.compile(r"^baseline_(?P<setting>.+)_(?P<metric>accuracy|f1|ece|brier|nll)$")
 RUN_COLUMNS = ["model", "seed", "run"]
+# A mean of p-values is no p-value: over seeds the report shows the weakest seed's.
+LARGEST_OVER_SEEDS = {"p_vs_majority"}
 
 
 def _baseline_columns(quality: dict) -> dict:
@@ -143,7 +145,7 @@ def _group_columns(quality: dict) -> dict:
     groups = quality.get("per_group")
     if not groups:
         return {}
-    judged = [name for name, row in groups["groups"].items() if not row.get("small")]
+    judged = [name for name, row in groups["groups"].items() if not row.get("small")]  # older runs listed all
     columns = {"groups_judged": len(judged), "groups_small": len(groups.get("small_groups", []))}
     for metric in GROUP_METRICS:
         if metric in groups.get("worst", {}):
@@ -164,6 +166,7 @@ def results_table(results: list[dict]) -> pd.DataFrame:
         row["accuracy_ci95"] = quality.get("accuracy_ci95")
         row["f1_ci95"] = quality.get("f1_ci95")
         row["baseline_accuracy"] = (quality.get("baseline_majority") or {}).get("accuracy")
+        row["p_vs_majority"] = (quality.get("vs_majority") or {}).get("p_value")
         row["accuracy_raw_argmax"] = (quality.get("raw_argmax") or {}).get("accuracy")
         row["f1_raw_argmax"] = (quality.get("raw_argmax") or {}).get("f1")
         row.update({k: quality.get(k) for k in UNCERTAINTY_COLUMNS})
@@ -180,14 +183,15 @@ def results_table(results: list[dict]) -> pd.DataFrame:
 
 def aggregate_seeds(table: pd.DataFrame) -> pd.DataFrame:
     """One row per model: every numeric column averaged over its seeds with `<column>_std` the seed
-    standard deviation (NaN with one seed); other columns kept where the seeds agree."""
+    standard deviation (NaN with one seed), p-values the largest over seeds; other columns kept
+    where the seeds agree."""
     rows = []
     for model, runs in table.groupby("model", sort=False):
         row = {"model": model, "n_seeds": len(runs), "seeds": sorted(runs["seed"].dropna().tolist())}
         for column in table.columns.drop(RUN_COLUMNS):
             values = runs[column]
             if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-                row[column] = values.mean()
+                row[column] = values.max() if column in LARGEST_OVER_SEEDS else values.mean()
                 row[f"{column}_std"] = values.std(ddof=1)
             elif len(runs) == 1:
                 row[column] = values.iloc[0]
@@ -284,7 +288,7 @@ def ece_bins(results: list[dict], default: int = 15) -> int:
 
 def summary(ranked: pd.DataFrame) -> pd.DataFrame:
     """The report's opening table: rank, score, ties, quality with CIs next to the majority
-    baseline, speed and cost, rounded for reading."""
+    baseline and the exact McNemar p against it, speed and cost, rounded for reading."""
     def ci(pair) -> str:
         return f"[{pair[0]:.3f}, {pair[1]:.3f}]" if isinstance(pair, (list, tuple)) else ""
 
@@ -300,6 +304,7 @@ def summary(ranked: pd.DataFrame) -> pd.DataFrame:
         "F1 (macro)": number("f1", 3),
         "F1 95% CI": ranked["f1_ci95"].map(ci),
         "majority baseline": number("baseline_accuracy", 3),
+        "McNemar p vs majority": number("p_vs_majority", 4),
         "latency median (ms)": number("latency_median_ms", 1),
         "latency P99 (ms)": number("latency_p99_ms", 1),
         "samples/s": number("throughput_samples_per_sec", 2),
@@ -316,6 +321,7 @@ def summary(ranked: pd.DataFrame) -> pd.DataFrame:
         view.insert(view.columns.get_loc("accuracy") + 1, "accuracy seed std", ranked["accuracy_std"].round(3))
         view.insert(view.columns.get_loc("F1 (macro)") + 1, "F1 seed std", ranked["f1_std"].round(3))
         view.insert(2, "seeds", ranked["n_seeds"])
+        view = view.rename(columns={"McNemar p vs majority": "McNemar p vs majority (largest over seeds)"})
     return view.set_index("rank")
 
 

@@ -90,8 +90,9 @@ def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence
 
 
 def group_summary(table: pd.DataFrame) -> dict:
-    """JSON-ready per-group record: every group's metrics, the groups set aside as small, and per
-    metric the worst value among the others, which group it is, and the largest gap between groups."""
+    """JSON-ready per-group record: the metrics of every group large enough to judge, the size of
+    each group set aside as small (metrics of a handful of examples are noise, and a dataset grouped
+    by product has hundreds), and per metric the worst judged value, its group and the largest gap."""
     judged = table[~table["small"]]
     metric_columns = [c for c in table.columns if c not in {"n", "small"}]
     worst, worst_group, gap = {}, {}, {}
@@ -102,8 +103,8 @@ def group_summary(table: pd.DataFrame) -> dict:
         gap[column] = float(values.max() - values.min())
     return {
         "groups": {str(g): {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-                   for g, row in table.to_dict(orient="index").items()},
-        "small_groups": [str(g) for g in table.index[table["small"]]],
+                   for g, row in judged.drop(columns="small").to_dict(orient="index").items()},
+        "small_groups": {str(g): int(n) for g, n in table.loc[table["small"], "n"].items()},
         "worst": worst,
         "worst_group": worst_group,
         "gap": gap,

@@ -33,6 +33,14 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple
     return a_only, b_only, min(p_value, 1.0)
 
 
+def versus_majority(y_true: Sequence[int], y_pred: Sequence[int], majority_label: int) -> dict[str, float | int]:
+    """Exact McNemar of the model against always answering the training majority class on the same
+    test examples: whether the margin over that floor is more than the luck of the test sample."""
+    y_true = np.asarray(y_true)
+    model_only, majority_only, p_value = mcnemar_exact(np.asarray(y_pred) == y_true, y_true == majority_label)
+    return {"model_only_correct": model_only, "majority_only_correct": majority_only, "p_value": p_value}
+
+
 def pairwise_mcnemar(correct: dict[str, np.ndarray], alpha: float = 0.05) -> pd.DataFrame:
     """McNemar for every pair of models, Holm-corrected because many pairs are tested at once."""
     rows = []

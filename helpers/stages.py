@@ -127,6 +127,7 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     for prefix, values in (("prob", probs), ("raw_prob", raw)):
         for i, name in enumerate(splits.labels):
             predictions[f"{prefix}_{name}"] = values[:, i]
+    majority = metrics.majority_baseline(splits.train["label"].to_numpy(), y_true, label_ids)
     record = {
         **metrics.classification_metrics(y_true, y_pred, label_ids),
         **significance.quality_cis(y_true, y_pred, label_ids, seed=run.seed),
@@ -134,7 +135,8 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
         "validation_accuracy": float((p_val.argmax(axis=1) == y_val).mean()),  # the network's argmax
         **evaluation.uncertainty_report(y_val, p_val, y_cal, p_cal, y_true, raw, run.preset.evaluation,
                                         groups_test=groups, label_ids=label_ids, recalibration=fitted),
-        "baseline_majority": metrics.majority_baseline(splits.train["label"].to_numpy(), y_true, label_ids),
+        "baseline_majority": majority,
+        "vs_majority": significance.versus_majority(y_true, y_pred, majority["majority_label"]),
         "confusion_matrix": metrics.confusion(y_true, y_pred, label_ids),
         "labels": splits.labels,
         "test_examples": len(test),

@@ -44,6 +44,9 @@ pd.DataFrame({run.model.id: {k: record[k] for k in keys},
               "majority baseline": {k: record["baseline_majority"][k] for k in keys}})
 
 # %%
+vs = record["vs_majority"]
+display(Markdown(f"Against the majority class on the same test examples: {vs['model_only_correct']} right only "
+                 f"by the model, {vs['majority_only_correct']} only by the majority, exact McNemar p = {vs['p_value']:.4f}."))
 pd.DataFrame({"95 % CI": {"accuracy": record["accuracy_ci95"], "f1 (macro)": record["f1_ci95"]}})
 
 # %% [markdown]
@@ -78,14 +81,16 @@ plots.reliability_diagrams({
 
 # %% [markdown]
 # ## Per group
-# Every quality metric per group of the dataset's group column (groups below the minimum size are
-# listed but not judged).
+# Every quality metric per group of the dataset's group column; groups below the minimum size are
+# not judged (results.json keeps their sizes).
 
 # %%
 if "per_group" in record:
     groups = pd.DataFrame(record["per_group"]["groups"]).T
-    display(Markdown(f"{len(groups)} groups, {int(groups['small'].sum())} below {record['per_group']['min_group_size']}"
-                     f" examples; worst group by accuracy: {record['per_group']['worst_group'].get('accuracy', 'none judged')}"))
-    display(groups[~groups["small"].astype(bool)])
+    display(Markdown(f"{len(groups)} groups judged, {len(record['per_group']['small_groups'])} below "
+                     f"{record['per_group']['min_group_size']} examples; worst group by accuracy: "
+                     f"{record['per_group']['worst_group'].get('accuracy', 'none judged')}"))
+    if len(groups):
+        display(groups)
 else:
     display(Markdown("The dataset has no group column."))

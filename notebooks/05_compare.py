@@ -43,6 +43,8 @@ display(Markdown(f"**{len(table)}** model(s) finished on **{dataset}** ({len(run
 # then weighted; with several seeds, each model's metrics are averaged over its seeds first.
 # "Not significantly different from" names a neighbour in the ranking whose accuracy difference
 # is not significant (exact McNemar, Holm-corrected, α = 0.05; with several seeds: in at least one seed).
+# "McNemar p vs majority" is the same exact test of each model against always answering the
+# training majority class: whether its margin over that floor is more than the luck of the test sample.
 
 # %%
 pairwise = comparison.pairwise_by_seed(folder, runs) if len(runs) else pd.DataFrame()

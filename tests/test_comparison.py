@@ -206,9 +206,9 @@ def runs() -> pd.DataFrame:
     baseline = {"0-shot": {"accuracy": 0.55, "f1": 0.4, "ece": 0.2}, "4-shot": {"accuracy": 0.6, "f1": 0.5, "ece": 0.1}}
     return comparison.results_table([
         run_result("A", 1, 0.80, ece=0.10, conformal_set_size=1.2, selective_target_reached=True,
-                   baseline=baseline, per_group=per_group(0.7, 0.1, "a")),
+                   baseline=baseline, per_group=per_group(0.7, 0.1, "a"), vs_majority={"p_value": 0.04}),
         run_result("A", 2, 0.90, ece=0.20, conformal_set_size=1.4, selective_target_reached=False,
-                   baseline=baseline, per_group=per_group(0.8, 0.2, "b")),
+                   baseline=baseline, per_group=per_group(0.8, 0.2, "b"), vs_majority={"p_value": 0.001}),
         run_result("B", 1, 0.70, ece=0.05, conformal_set_size=1.6, selective_target_reached=True),
         run_result("B", 2, 0.74, ece=0.07, conformal_set_size=1.8, selective_target_reached=True),
         run_result("C", 1, 0.60),  # an older run: no evaluation keys at all
@@ -222,7 +222,8 @@ def test_results_table_reads_new_keys_and_tolerates_old_runs(runs):
     assert row["groups_judged"] == 2 and row["groups_small"] == 1
     old = runs.set_index("run").loc["C-seed1"]
     assert pd.isna(old["ece"]) and pd.isna(old["baseline_0-shot_accuracy"]) and pd.isna(old["worst_accuracy"])
-    assert old["baseline_accuracy"] == 0.5
+    assert old["baseline_accuracy"] == 0.5 and pd.isna(old["p_vs_majority"])
+    assert row["p_vs_majority"] == 0.04
 
 
 def test_aggregate_seeds_mean_and_std(runs):
@@ -237,8 +238,10 @@ def test_aggregate_seeds_mean_and_std(runs):
     assert np.isnan(table.loc["C", "accuracy_std"]) and table.loc["C", "accuracy_ci95"] == pytest.approx([0.55, 0.65])
     ranked = comparison.rank_models(table.reset_index(), {"accuracy": 1.0})
     assert ranked["model"].tolist() == ["A", "B", "C"]
+    assert table.loc["A", "p_vs_majority"] == 0.04  # the weakest seed's, not a mean of p-values
     view = comparison.summary(ranked)
     assert view["seeds"].tolist() == [2, 2, 1] and view["accuracy seed std"].iloc[0] == pytest.approx(0.071)
+    assert view["McNemar p vs majority (largest over seeds)"].iloc[0] == 0.04
 
 
 def test_seed_differences_put_the_seed_spread_beside_the_difference(runs):

@@ -112,11 +112,11 @@ def test_group_metrics_by_hand():
     assert table.loc["c", "accuracy"] == pytest.approx(0.0)
     assert set(METRIC_KEYS) <= set(table.columns)
     summary = group_summary(table)
-    assert summary["small_groups"] == ["c"]
+    assert summary["small_groups"] == {"c": 1}
     assert summary["worst_group"]["accuracy"] == "b"  # c is worse but too small to judge
     assert summary["worst"]["accuracy"] == pytest.approx(0.5)
     assert summary["gap"]["accuracy"] == pytest.approx(0.25)
-    assert summary["groups"]["a"]["n"] == 4 and summary["groups"]["c"]["small"] is True
+    assert summary["groups"]["a"]["n"] == 4 and set(summary["groups"]) == {"a", "b"}
 
 
 def test_group_metrics_with_probabilities_judge_lower_is_better_metrics_by_their_maximum():
@@ -133,4 +133,5 @@ def test_group_metrics_with_probabilities_judge_lower_is_better_metrics_by_their
 def test_group_summary_without_a_group_large_enough():
     table = group_metrics([0, 1], [0, 0], ["a", "b"], [0, 1], min_size=5)
     summary = group_summary(table)
-    assert summary["small_groups"] == ["a", "b"] and summary["worst"] == {} and summary["gap"] == {}
+    assert summary["small_groups"] == {"a": 1, "b": 1} and summary["groups"] == {}
+    assert summary["worst"] == {} and summary["gap"] == {}

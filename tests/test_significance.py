@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import binom
 from sklearn.metrics import accuracy_score
 
-from helpers.significance import bootstrap_ci, mcnemar_exact, pairwise_mcnemar, quality_cis
+from helpers.significance import bootstrap_ci, mcnemar_exact, pairwise_mcnemar, quality_cis, versus_majority
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -32,6 +32,16 @@ def test_mcnemar_is_symmetric():
     a, b = paired(both=3, a_only=9, b_only=1, neither=0)
     assert mcnemar_exact(a, b) == (9, 1, pytest.approx(0.021484375))
     assert mcnemar_exact(b, a) == (1, 9, pytest.approx(0.021484375))
+
+
+def test_versus_majority_counts_the_examples_only_one_side_gets_right():
+    # Majority label 1; the model gets 9 of the 0s right and misses 1 of the 1s.
+    y_true = np.array([0] * 10 + [1] * 20)
+    y_pred = np.array([0] * 9 + [1] + [0] + [1] * 19)
+    result = versus_majority(y_true, y_pred, majority_label=1)
+    assert (result["model_only_correct"], result["majority_only_correct"]) == (9, 1)
+    assert result["p_value"] == pytest.approx(2 * binom.cdf(1, 10, 0.5))
+    assert versus_majority(y_true, np.ones(30, dtype=int), 1)["p_value"] == 1.0  # the majority itself
 
 
 def test_mcnemar_equal_discordance_is_one():

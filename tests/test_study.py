@@ -74,6 +74,11 @@ def test_results_hold_the_seed_format_and_agree_with_predictions(tiny_study):
     assert (decided.argmax(axis=1) == predictions["prediction"]).all()
     assert results["quality"]["raw_argmax"]["accuracy"] == pytest.approx(
         (raw.argmax(axis=1) == predictions["label"]).mean())
+    majority = results["quality"]["baseline_majority"]["majority_label"]
+    model_right, majority_right = predictions["label"] == predictions["prediction"], predictions["label"] == majority
+    vs = results["quality"]["vs_majority"]
+    assert vs["model_only_correct"] == (model_right & ~majority_right).sum()
+    assert vs["majority_only_correct"] == (~model_right & majority_right).sum() and 0 < vs["p_value"] <= 1
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     for stage in ("01_data", "02_train", "03_evaluate", "04_speed"):
         assert (run_dir / f"{stage}.ipynb").is_file()
@@ -118,11 +123,15 @@ def test_comparison_ranks_the_finished_models_and_tests_them_pairwise(tiny_study
     (pair,) = comparison["pairwise"]
     assert 0 <= pair["p_value"] <= pair["p_holm"] <= 1
     assert comparison["failures"][0]["run"] == "distilbert-base"
+    for row in comparison["ranking"]:  # the margin over the majority class, tested on the same examples
+        recorded = read_json(paths.experiments_dir() / "tiny" / "sst2" / row["model"] / "results.json")
+        assert row["p_vs_majority"] == recorded["quality"]["vs_majority"]["p_value"]
 
 
 def test_report_has_every_model_and_the_failure(tiny_study):
     html = (paths.reports_dir() / "tiny.html").read_text()
-    for text in ("minilm-l6", "smollm2-135m", "distilbert-base", "Failed in 01_data", "Ranking"):
+    for text in ("minilm-l6", "smollm2-135m", "distilbert-base", "Failed in 01_data", "Ranking",
+                 "McNemar p vs majority"):
         assert text in html
     bench = html.split("Benchmark: our path against the seeds")[1]  # the committed results' section
     assert "cpu-amd-epyc-2t" in bench and "gemma3-270m" in bench and "train speedup" in bench
