@@ -304,7 +304,9 @@ def summary(ranked: pd.DataFrame) -> pd.DataFrame:
         "F1 (macro)": number("f1", 3),
         "F1 95% CI": ranked["f1_ci95"].map(ci),
         "majority baseline": number("baseline_accuracy", 3),
-        "McNemar p vs majority": number("p_vs_majority", 4),
+        # two significant digits: on a large test set p can be 1e-40, which rounding to places shows as 0
+        "McNemar p vs majority": pd.to_numeric(ranked["p_vs_majority"], errors="coerce").map(
+            lambda p: float(f"{p:.2g}") if pd.notna(p) else p),
         "latency median (ms)": number("latency_median_ms", 1),
         "latency P99 (ms)": number("latency_p99_ms", 1),
         "samples/s": number("throughput_samples_per_sec", 2),

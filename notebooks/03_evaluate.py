@@ -46,7 +46,7 @@ pd.DataFrame({run.model.id: {k: record[k] for k in keys},
 # %%
 vs = record["vs_majority"]
 display(Markdown(f"Against the majority class on the same test examples: {vs['model_only_correct']} right only "
-                 f"by the model, {vs['majority_only_correct']} only by the majority, exact McNemar p = {vs['p_value']:.4f}."))
+                 f"by the model, {vs['majority_only_correct']} only by the majority, exact McNemar p = {vs['p_value']:.2g}."))
 pd.DataFrame({"95 % CI": {"accuracy": record["accuracy_ci95"], "f1 (macro)": record["f1_ci95"]}})
 
 # %% [markdown]
