@@ -99,26 +99,23 @@ def confusion_heatmap(cm: np.ndarray, label_names: list[str], title: str = "") -
 
 
 def training_curves(log_history: list[dict]) -> Figure:
-    """Train and eval loss against step from Trainer `state.log_history`; eval accuracy on a twin axis."""
+    """Train loss against step from Trainer `state.log_history`, with the learning-rate schedule on a
+    twin axis: a loss that stalls while the rate is still high reads differently from one at the tail."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, style in (("loss", "-"), ("eval_loss", "--")):
-        points = [(entry["step"], entry[key]) for entry in log_history if key in entry and "step" in entry]
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, style, marker=".", label=key)
+    logged = [entry for entry in log_history if "loss" in entry and "step" in entry]
+    handles = []
+    if logged:
+        handles += ax.plot([e["step"] for e in logged], [e["loss"] for e in logged], "-", marker=".", label="train loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    accuracy = [(entry["step"], entry["eval_accuracy"]) for entry in log_history if "eval_accuracy" in entry]
-    handles, labels = ax.get_legend_handles_labels()
-    if accuracy:
+    scheduled = [entry for entry in logged if "learning_rate" in entry]
+    if scheduled:
         twin = ax.twinx()
-        steps, values = zip(*accuracy)
-        twin.plot(steps, values, ":", marker="o", color="tab:green", label="eval_accuracy")
-        twin.set_ylabel("eval accuracy")
-        twin_handles, twin_labels = twin.get_legend_handles_labels()
-        handles, labels = handles + twin_handles, labels + twin_labels
+        handles += twin.plot([e["step"] for e in scheduled], [e["learning_rate"] for e in scheduled], ":",
+                             color="tab:gray", label="learning rate")
+        twin.set_ylabel("learning rate")
     if handles:
-        ax.legend(handles, labels, loc="best")
+        ax.legend(handles, [h.get_label() for h in handles], loc="best")
     ax.set_title("Training curves")
     fig.tight_layout()
     return fig

@@ -43,14 +43,14 @@ class TrainResult:
     train_samples: int
     train_tokens: int  # real (non-padding) tokens seen, all epochs
     log_history: list[dict]
-    step_seconds: list[float] = field(default_factory=list)  # per optimizer step, evaluation excluded
+    step_seconds: list[float] = field(default_factory=list)  # per optimizer step, logging excluded
     step_tokens: list[int] = field(default_factory=list)  # real tokens per optimizer step
     step_threads: list[int] = field(default_factory=list)  # CPU threads each step ran on
 
 
 class StepClock(TrainerCallback):
-    """Wall time and real tokens of every optimizer step, batch loading included and evaluation,
-    logging and saving excluded; CUDA work is synchronized before each clock read."""
+    """Wall time and real tokens of every optimizer step, batch loading included and logging
+    excluded; CUDA work is synchronized before each clock read."""
 
     def __init__(self, device: str):
         self.device = device
@@ -76,12 +76,6 @@ class StepClock(TrainerCallback):
         self._restart(state)
 
     def on_log(self, args, state, control, **kwargs):
-        self._restart(state)
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        self._restart(state)
-
-    def on_save(self, args, state, control, **kwargs):
         self._restart(state)
 
 

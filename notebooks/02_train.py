@@ -38,7 +38,8 @@ pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_s
 
 # %% [markdown]
 # ## Training loss
-# Validation is predicted once, by 03_evaluate (an evaluation here cost as much again).
+# With the learning-rate schedule (warm-up, then linear decay) on the right axis. Validation is
+# predicted once, by 03_evaluate (an evaluation here cost as much again).
 
 # %%
 plots.training_curves(record["log_history"]);

@@ -171,16 +171,17 @@ def test_confusion_heatmap_plot():
 
 def test_training_curves_plot():
     history = [
-        {"loss": 0.9, "step": 10},
-        {"loss": 0.6, "step": 20},
-        {"eval_loss": 0.7, "eval_accuracy": 0.8, "step": 20},
-        {"train_runtime": 12.0, "step": 20},
+        {"loss": 0.9, "learning_rate": 1e-3, "step": 10},
+        {"loss": 0.6, "learning_rate": 5e-4, "step": 20},
+        {"train_runtime": 12.0, "train_loss": 0.75, "step": 20},
     ]
     fig = plots.training_curves(history)
     assert len(fig.axes) == 2
-    assert len(fig.axes[0].lines) == 2
-    assert fig.axes[1].lines[0].get_ydata().tolist() == [0.8]
-    assert len(plots.training_curves(history[:2]).axes) == 1
+    loss, = fig.axes[0].lines
+    assert loss.get_xdata().tolist() == [10, 20] and loss.get_ydata().tolist() == [0.9, 0.6]
+    assert fig.axes[1].lines[0].get_ydata().tolist() == [1e-3, 5e-4]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["train loss", "learning rate"]
+    assert len(plots.training_curves([{"loss": 0.9, "step": 10}]).axes) == 1
 
 
 def run_result(model: str, seed: int, accuracy: float, **quality) -> dict:
