@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 notebooks: $(STAMP)
-	$(BIN)/python -c "from helpers.study import sync_notebooks; sync_notebooks()"
+	$(BIN)/python -m helpers.pipeline.notebooks
 
 study: setup
 	$(BIN)/senticompare run $(STUDY)

@@ -5,11 +5,11 @@ import argparse
 import logging
 import sys
 
-from helpers.paths import PARAMS_DIR
+from helpers.core.paths import PARAMS_DIR
 
 
 def _run(args: argparse.Namespace) -> int:
-    from helpers.study import run_study
+    from helpers.pipeline.study import run_study
 
     outcome = run_study(args.study, force=args.force, report=not args.no_report)
     print(f"study {outcome.study}: {len(outcome.done)} run(s) done, {len(outcome.reused)} reused, "
@@ -22,9 +22,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from helpers import config, data
+    from helpers import config
+    from helpers.data.splits import load_splits
 
-    splits = data.load_splits(config.get_dataset(args.dataset), config.load_preset(args.preset), args.seed,
+    splits = load_splits(config.get_dataset(args.dataset), config.load_preset(args.preset), args.seed,
                               args.data_dir)
     print(f"{splits.dataset}: {splits.source}  fingerprint {splits.fingerprint}  cache {splits.cache_key}")
     print(splits.summary().to_string())
@@ -34,7 +35,8 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from helpers import config, models
+    from helpers import config
+    from helpers.train import models
 
     registry = config.load_models()
     chosen = args.models or [m for m, spec in registry.items() if spec.source != "hub"]
@@ -44,12 +46,14 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from helpers import bench, benchconfig, benchreport
-    from helpers.io import read_json
+    from helpers.bench import tables
+    from helpers.bench.config import load_bench
+    from helpers.bench.run import run_bench
+    from helpers.core.io import read_json
 
-    for path in bench.run_bench(benchconfig.load_bench(args.params), args.models, args.datasets,
+    for path in run_bench(load_bench(args.params), args.models, args.datasets,
                                 publish=args.publish, device=args.device):
-        print(f"{path}\n  {benchreport.summary_line(read_json(path))}")
+        print(f"{path}\n  {tables.summary_line(read_json(path))}")
     return 0
 
 
@@ -84,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          ".cache/models (once; later loads take about a second).")
     prepare.add_argument("models", nargs="*", help="model ids (default: every packaged model)")
     prepare.set_defaults(func=_prepare)
-    bench = sub.add_parser("bench", help="benchmark our training and inference path against the seeds' recipe",
+    bench = sub.add_parser("bench", help="benchmark our training and inference path against the HF Trainer baseline (pad to max length)",
                            description="Per dataset and model of the params file: training (Trainer + peft padded "
                                        "to max_length vs ours), inference (pipeline defaults vs ours) at several "
                                        "batch sizes, latency, MFU against a matmul peak measured in the same run, "
@@ -104,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from helpers.config import ConfigError
-    from helpers.data import DataError
-    from helpers.models import ModelError
+    from helpers.data.records import DataError
+    from helpers.train.models import ModelError
 
     try:
         return args.func(args)

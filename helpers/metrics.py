@@ -1,111 +1,120 @@
-"""Quality metrics for sentiment predictions, thin wrappers over scikit-learn.
+"""The metric registry: every reported number's key, label, direction and format, in one place.
 
-`labels` is always passed explicitly so a class the model never predicts (a common
-failure of small fine-tuned models) still counts in the macro averages.
-Per-group metrics show who pays for a good average: the worst group and the gap between groups.
+Evaluation writes the keys, the comparison reads them from results.json (`source`: the top level
+or the `quality` block), the ranking normalizes by `higher_is_better`, and the report's tables and
+figures take `label`, `unit` and `digits` from here. Adding a metric is one `register_metric` call
+(the evaluation stage that computes it writes the key under `quality`); it then appears in the
+comparison's run table and can be weighted in a study's ranking.
 """
-
 from __future__ import annotations
 
-import warnings
-from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
-
-from helpers import calibration
+SOURCES = ("top", "quality", "comparison")
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: list[int]) -> dict[str, float]:
-    """Accuracy, macro and weighted precision/recall/F1, and balanced accuracy as plain floats."""
-    metrics = {"accuracy": float(accuracy_score(y_true, y_pred))}
-    for average, suffix in (("macro", ""), ("weighted", "_weighted")):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0
-        )
-        metrics[f"f1{suffix}"] = float(f1)
-        metrics[f"precision{suffix}"] = float(precision)
-        metrics[f"recall{suffix}"] = float(recall)
-    metrics["balanced_accuracy"] = float(balanced_accuracy_score(y_true, y_pred))
-    return metrics
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str  # as a reader sees it, without the unit
+    higher_is_better: bool | None  # None: a setting or a count, not better either way
+    digits: int = 3  # decimals shown in tables
+    unit: str = ""
+    source: str = "quality"  # where results.json holds it: top level, the `quality` block, or made by the comparison
+    uncertainty: bool = False  # one of the calibration, selective prediction, conformal and cost numbers
+    shown: bool = True  # a column of the report's tables (the rest stay in comparison.json)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"metric {self.key!r}: source must be one of {SOURCES}, got {self.source!r}")
+
+    @property
+    def title(self) -> str:
+        """The label with its unit, for a table column or an axis."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
-def confusion(y_true: Sequence[int], y_pred: Sequence[int], labels: list[int]) -> np.ndarray:
-    """Confusion matrix with rows = true label, columns = predicted label, in `labels` order."""
-    return confusion_matrix(y_true, y_pred, labels=labels)
+METRICS: dict[str, Metric] = {}
 
 
-def majority_baseline(y_train: Sequence[int], y_test: Sequence[int], labels: list[int]) -> dict[str, float | int]:
-    """Metrics of always predicting the most frequent training class: the floor any model must beat."""
-    majority_label = Counter(np.asarray(y_train).tolist()).most_common(1)[0][0]
-    y_pred = [majority_label] * len(y_test)
-    return {**classification_metrics(y_test, y_pred, labels), "majority_label": int(majority_label)}
+def register_metric(key: str, label: str, higher_is_better: bool | None, digits: int = 3, unit: str = "",
+                    source: str = "quality", uncertainty: bool = False, shown: bool = True) -> Metric:
+    """Add a metric (or replace one of the same key) and return it."""
+    METRICS[key] = Metric(key, label, higher_is_better, digits, unit, source, uncertainty, shown)
+    return METRICS[key]
 
 
-def per_class_report(y_true: Sequence[int], y_pred: Sequence[int], label_names: list[str]) -> pd.DataFrame:
-    """Per-class precision/recall/F1/support table (plus averages) for reports and notebooks."""
-    report = classification_report(
-        y_true,
-        y_pred,
-        labels=list(range(len(label_names))),
-        target_names=label_names,
-        output_dict=True,
-        zero_division=0,
-    )
-    return pd.DataFrame(report).transpose()
+def metric(key: str) -> Metric:
+    if key not in METRICS:
+        raise KeyError(f"unknown metric {key!r}; register it in helpers/metrics.py (known: {sorted(METRICS)})")
+    return METRICS[key]
 
 
-PROBABILITY_METRICS = {"ece": calibration.ece, "brier": calibration.brier, "nll": calibration.nll}
-LOWER_IS_BETTER = set(PROBABILITY_METRICS)
+def lower_is_better(key: str) -> bool:
+    """True where a smaller value is better; unregistered columns count as higher-is-better."""
+    return key in METRICS and METRICS[key].higher_is_better is False
 
 
-def group_metrics(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence, labels: list[int],
-                  min_size: int = 10, probabilities: np.ndarray | None = None) -> pd.DataFrame:
-    """Every quality metric per group (ECE, Brier and NLL too when probabilities are given), one row
-    per group name (a missing group is the group "nan") with its size `n`; `small` flags groups
-    under `min_size`, too noisy to judge."""
-    y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups).astype(str)
-    if not len(y_true) == len(y_pred) == len(groups):
-        raise ValueError(f"y_true, y_pred and groups differ in length: {len(y_true)}, {len(y_pred)}, {len(groups)}")
-    rows = {}
-    for group in pd.unique(groups):
-        mask = groups == group
-        with warnings.catch_warnings():  # a group without some class is common, not news
-            warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true|A single label")
-            quality = classification_metrics(y_true[mask], y_pred[mask], labels)
-        row = {"n": int(mask.sum()), "small": bool(mask.sum() < min_size), **quality}
-        if probabilities is not None:
-            row.update({name: metric(y_true[mask], np.asarray(probabilities)[mask])
-                        for name, metric in PROBABILITY_METRICS.items()})
-        rows[str(group)] = row
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
+def title(key: str) -> str:
+    """A column's label with its unit; the key itself where it is not registered."""
+    return METRICS[key].title if key in METRICS else key
 
 
-def group_summary(table: pd.DataFrame) -> dict:
-    """JSON-ready per-group record: the metrics of every group large enough to judge, the size of
-    each group set aside as small (metrics of a handful of examples are noise, and a dataset grouped
-    by product has hundreds), and per metric the worst judged value, its group and the largest gap."""
-    judged = table[~table["small"]]
-    metric_columns = [c for c in table.columns if c not in {"n", "small"}]
-    worst, worst_group, gap = {}, {}, {}
-    for column in metric_columns if len(judged) else []:
-        values = judged[column].astype(float)
-        name = values.idxmax() if column in LOWER_IS_BETTER else values.idxmin()
-        worst[column], worst_group[column] = float(values[name]), str(name)
-        gap[column] = float(values.max() - values.min())
-    return {
-        "groups": {str(g): {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-                   for g, row in judged.drop(columns="small").to_dict(orient="index").items()},
-        "small_groups": {str(g): int(n) for g, n in table.loc[table["small"], "n"].items()},
-        "worst": worst,
-        "worst_group": worst_group,
-        "gap": gap,
-    }
+def keys(source: str | None = None, uncertainty: bool | None = None, shown: bool | None = None) -> list[str]:
+    """Registered keys in registration order, optionally only those of one source, of the
+    uncertainty numbers, or of the report's tables."""
+    return [m.key for m in METRICS.values()
+            if (source is None or m.source == source) and (uncertainty is None or m.uncertainty == uncertainty)
+            and (shown is None or m.shown == shown)]
+
+
+# Quality (macro averages where averaged), at the top level of results.json.
+for _key, _label in (("accuracy", "accuracy"), ("f1", "F1 (macro)"), ("precision", "precision (macro)"),
+                     ("recall", "recall (macro)")):
+    register_metric(_key, _label, True, source="top")
+register_metric("balanced_accuracy", "balanced accuracy", True)
+# Speed and cost, at the top level.
+register_metric("latency_median_ms", "latency median", False, 1, "ms", "top")
+register_metric("latency_p99_ms", "latency P99", False, 1, "ms", "top")
+register_metric("ttft_mean_ms", "time to first prediction", False, 1, "ms", "top")
+register_metric("throughput_samples_per_sec", "throughput", True, 2, "samples/s", "top")
+register_metric("throughput_tokens_per_sec", "throughput", True, 0, "tokens/s", "top")
+register_metric("peak_rss_mb", "peak RSS", False, 0, "MB", "top")
+register_metric("memory_allocated_mb", "GPU memory allocated", False, 0, "MB", "top")
+register_metric("memory_reserved_mb", "GPU memory reserved", False, 0, "MB", "top")
+register_metric("training_time_hours", "training time", False, 4, "h", "top")
+register_metric("trainable_params", "trainable parameters", False, 0, "", "top")
+register_metric("total_params", "parameters", None, 0, "", "top")
+# Calibration, selective prediction, conformal sets and decision costs, in the `quality` block.
+for _key, _label, _better, _shown in (
+        ("ece", "ECE", False, True),
+        ("ece_equal_mass", "ECE (equal mass)", False, True),
+        ("ece_classwise", "ECE (classwise)", False, False),
+        ("mce", "MCE", False, False),
+        ("ece_recalibrated", "ECE recalibrated", False, True),
+        ("temperature", "temperature", None, True),
+        ("brier", "Brier", False, True),
+        ("nll", "NLL", False, True),
+        ("nll_recalibrated", "NLL recalibrated", False, True),
+        ("brier_recalibrated", "Brier recalibrated", False, False),
+        ("aurc", "AURC", False, True),
+        ("selective_target_accuracy", "selective target accuracy", None, False),
+        ("selective_target_reached", "target reached on validation", None, True),
+        ("selective_threshold", "selective threshold", None, False),
+        ("selective_coverage", "selective coverage", True, True),
+        ("selective_accuracy", "selective accuracy", True, True),
+        ("conformal_alpha", "conformal alpha", None, False),
+        ("conformal_coverage", "conformal coverage (LAC)", None, True),
+        ("conformal_set_size", "set size (LAC)", False, True),
+        ("conformal_singleton_share", "singleton sets (LAC)", True, False),
+        ("conformal_aps_coverage", "conformal coverage (APS)", None, True),
+        ("conformal_aps_set_size", "set size (APS)", False, True),
+        ("expected_cost", "expected cost", False, True),
+        ("expected_cost_argmax", "cost of argmax", False, True),
+        ("abstain_share", "abstained", False, True)):
+    register_metric(_key, _label, _better, uncertainty=True, shown=_shown)
+# Made by the comparison from a run's `quality` block (helpers/compare/runs.py).
+register_metric("p_vs_majority", "McNemar p vs majority", False, 2, source="comparison")
+register_metric("baseline_accuracy", "majority baseline", None, source="comparison")
+register_metric("accuracy_raw_argmax", "accuracy before recalibration", True, source="comparison")
+register_metric("f1_raw_argmax", "F1 before recalibration", True, source="comparison")

@@ -28,11 +28,12 @@ holdout_group = None
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import plots, stages
-from helpers.run import open_run
+from helpers.data.stage import prepare_data
+from helpers.pipeline.run import open_run
+from helpers.report import plots
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
-splits, lengths = stages.prepare_data(run)
+splits, lengths = prepare_data(run)
 display(Markdown(f"**{splits.dataset}** from `{splits.source}` · fingerprint `{splits.fingerprint}` · "
                  f"max length {run.preset.max_length} tokens of `{run.model.id}`"))
 splits.summary()

@@ -27,11 +27,12 @@ holdout_group = None
 # %%
 import pandas as pd
 
-from helpers import plots, stages
-from helpers.run import open_run
+from helpers.pipeline.run import open_run
+from helpers.report import plots
+from helpers.train.stage import train_model
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
-record = stages.train_model(run)
+record = train_model(run)
 pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_samples", "train_tokens",
                                   "train_tokens_per_sec", "trainable_params",
                                   "total_params", "quantization")}, name=run.model.id).to_frame()

@@ -33,11 +33,12 @@ holdout_group = None
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import calibration, comparison, evaluation, plots, stages
-from helpers.run import open_run
+from helpers.evaluate.stage import SUMMARY_KEYS, evaluate_model, reliability_before_after
+from helpers.pipeline.run import open_run
+from helpers.report import plots
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
-record, predictions = stages.evaluate_model(run)
+record, predictions = evaluate_model(run)
 keys = ("accuracy", "f1", "precision", "recall", "balanced_accuracy")
 pd.DataFrame({run.model.id: {k: record[k] for k in keys},
               "network's own argmax": {k: record["raw_argmax"][k] for k in keys},
@@ -72,12 +73,11 @@ pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "br
 # `*_recalibrated` after recalibration.
 
 # %%
-pd.Series({k: record[k] for k in evaluation.SUMMARY_KEYS if k in record}, name=run.model.id).to_frame()
+pd.Series({k: record[k] for k in SUMMARY_KEYS if k in record}, name=run.model.id).to_frame()
 
 # %%
-plots.reliability_diagrams({
-    f"{run.model.id}{suffix}": calibration.reliability(*comparison.run_probabilities(run.run_dir, raw), record["ece_bins"])
-    for suffix, raw in (("", True), (", recalibrated", False))});
+plots.reliability_diagrams({f"{run.model.id}{suffix}": table for suffix, table in
+                            reliability_before_after(predictions, record["labels"], record["ece_bins"]).items()});
 
 # %% [markdown]
 # ## Per group

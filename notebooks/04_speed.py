@@ -28,11 +28,11 @@ holdout_group = None
 # %%
 import pandas as pd
 
-from helpers import stages
-from helpers.run import assemble_results, open_run
+from helpers.pipeline.run import assemble_results, open_run
+from helpers.speed.stage import measure_speed
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
-record = stages.measure_speed(run)
+record = measure_speed(run)
 pd.Series({k: v for k, v in record.items() if not isinstance(v, dict)}, name=run.model.id).to_frame()
 
 # %%

@@ -25,17 +25,14 @@ seed = 1337
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import comparison, plots
-from helpers.io import write_json
-from helpers.paths import resolve
+from helpers.compare import views
+from helpers.compare.stage import compare_dataset
+from helpers.core.paths import resolve
+from helpers.report import plots
 
-folder = resolve(study_dir)
-results, failures = comparison.collect_runs(folder)
-runs = comparison.results_table(results)
-table = comparison.aggregate_seeds(runs) if len(runs) else runs
-several_seeds = len(table) and table["n_seeds"].max() > 1
-display(Markdown(f"**{len(table)}** model(s) finished on **{dataset}** ({len(runs)} run(s)), "
-                 f"**{len(failures)}** failed."))
+found = compare_dataset(resolve(study_dir), weights)
+display(Markdown(f"**{len(found.table)}** model(s) finished on **{dataset}** ({len(found.runs)} run(s)), "
+                 f"**{len(found.failures)}** failed."))
 
 # %% [markdown]
 # ## Ranking
@@ -47,16 +44,7 @@ display(Markdown(f"**{len(table)}** model(s) finished on **{dataset}** ({len(run
 # training majority class: whether its margin over that floor is more than the luck of the test sample.
 
 # %%
-pairwise = comparison.pairwise_by_seed(folder, runs) if len(runs) else pd.DataFrame()
-ranked = comparison.rank_models(table, weights or None) if len(table) else table
-if len(pairwise):
-    ranked = comparison.mark_ties(ranked, pairwise)
-write_json(folder / "comparison.json", {"ranking": ranked.to_dict(orient="records"),
-                                         "runs": runs.to_dict(orient="records"),
-                                         "pairwise": pairwise.to_dict(orient="records"), "failures": failures})
-if len(pairwise):
-    pairwise.to_csv(folder / "pairwise.csv", index=False)
-comparison.summary(ranked) if len(ranked) else Markdown("No model finished: nothing to rank.")
+views.summary(found.ranked) if len(found.ranked) else Markdown("No model finished: nothing to rank.")
 
 # %% [markdown]
 # The full table, every metric of every model, is `comparison.json` next to this notebook.
@@ -66,9 +54,9 @@ comparison.summary(ranked) if len(ranked) else Markdown("No model finished: noth
 # per-seed paired difference) is within what retraining with another seed changes.
 
 # %%
-if several_seeds:
-    display(comparison.seed_differences(runs, "accuracy").round(4))
-    display(comparison.seed_differences(runs, "f1").round(4))
+if found.several_seeds:
+    display(found.seed_differences("accuracy").round(4))
+    display(found.seed_differences("f1").round(4))
 else:
     display(Markdown("One seed per model: no seed-to-seed spread to compare against."))
 
@@ -76,13 +64,13 @@ else:
 # ## Failed models
 
 # %%
-pd.DataFrame(failures, columns=["run", "stage", "error"]) if failures else Markdown("None: every model finished.")
+pd.DataFrame(found.failures, columns=["run", "stage", "error"]) if found.failures else Markdown("None: every model finished.")
 
 # %% [markdown]
 # ## Paired significance (exact McNemar)
 
 # %%
-pairwise if len(pairwise) else Markdown("Fewer than two finished models: nothing to test.")
+found.pairwise if len(found.pairwise) else Markdown("Fewer than two finished models: nothing to test.")
 
 # %% [markdown]
 # ## Calibration and uncertainty
@@ -96,7 +84,7 @@ pairwise if len(pairwise) else Markdown("Fewer than two finished models: nothing
 # mean ± seed standard deviation.
 
 # %%
-uncertainty = comparison.uncertainty_view(table) if len(table) else pd.DataFrame()
+uncertainty = views.uncertainty_view(found.table) if len(found.table) else pd.DataFrame()
 uncertainty if len(uncertainty) else Markdown("No run recorded calibration numbers (runs made before they existed).")
 
 # %% [markdown]
@@ -104,7 +92,7 @@ uncertainty if len(uncertainty) else Markdown("No run recorded calibration numbe
 # Accuracy against confidence per bin, on the test predictions of every seed of a model.
 
 # %%
-reliability = comparison.reliability_curves(folder, runs, comparison.ece_bins(results)) if len(runs) else {}
+reliability = found.reliability_curves()
 if reliability:
     plots.reliability_diagrams(reliability);
 
@@ -114,7 +102,7 @@ if reliability:
 # on the test predictions of every seed of a model.
 
 # %%
-curves = comparison.risk_coverage_curves(folder, runs) if len(runs) else {}
+curves = found.risk_coverage_curves()
 if curves:
     plots.risk_coverage(curves);
 
@@ -124,7 +112,7 @@ if curves:
 # (encoders have no base-model baseline).
 
 # %%
-baseline = comparison.baseline_view(table) if len(table) else pd.DataFrame()
+baseline = views.baseline_view(found.table) if len(found.table) else pd.DataFrame()
 baseline if len(baseline) else Markdown("No run recorded a base-model baseline.")
 
 # %% [markdown]
@@ -133,27 +121,27 @@ baseline if len(baseline) else Markdown("No run recorded a base-model baseline."
 # but not judged.
 
 # %%
-groups = comparison.group_view(table) if len(table) else pd.DataFrame()
+groups = views.group_view(found.table) if len(found.table) else pd.DataFrame()
 groups if len(groups) else Markdown("No per-group numbers (the dataset has no group column, or older runs).")
 
 # %% [markdown]
 # ## Accuracy against latency
 
 # %%
-if len(table):
-    plots.accuracy_vs_latency(table);
+if len(found.table):
+    plots.accuracy_vs_latency(found.table);
 
 # %% [markdown]
 # ## Profile of normalized metrics
 
 # %%
-if len(table):
-    plots.radar(table, ["accuracy", "f1", "throughput_samples_per_sec", "latency_median_ms", "peak_rss_mb",
+if len(found.table):
+    plots.radar(found.table, ["accuracy", "f1", "throughput_samples_per_sec", "latency_median_ms", "peak_rss_mb",
                         "training_time_hours"]);
 
 # %% [markdown]
 # ## Throughput
 
 # %%
-if len(table):
-    plots.throughput_bars(table);
+if len(found.table):
+    plots.throughput_bars(found.table);

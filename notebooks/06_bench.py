@@ -9,9 +9,9 @@
 # ---
 
 # %% [markdown]
-# # 06 · Benchmark: our path against the seeds' recipe
+# # 06 · Benchmark: our path against the HF Trainer baseline (pad to max length)
 # Written by `senticompare bench params/bench.yaml`: in one run on the same machine, model, data
-# and seed, training with the seeds' recipe (HF Trainer + peft, every text padded to
+# and seed, training with the HF Trainer baseline (HF Trainer + peft, every text padded to
 # `max_length`, default settings) against ours (dynamic padding, length-grouped batches), and
 # `transformers.pipeline("text-classification")` defaults against our length-sorted prediction
 # path. FLOPs are counted per real token (2·N forward, 4·N LoRA training, N = per-token linear
@@ -24,57 +24,57 @@ bench_dir = "experiments/bench/default"
 # %%
 import pandas as pd
 
-from helpers import benchreport
-from helpers.paths import resolve
+from helpers.bench import tables
+from helpers.core.paths import resolve
 
-records = benchreport.load_results(resolve(bench_dir))
+records = tables.load_results(resolve(bench_dir))
 pd.set_option("display.float_format", "{:.3g}".format)
-benchreport.summary_table(records)
+tables.summary_table(records)
 
 # %% [markdown]
-# ## Targets: ≥ 2× the reference and ≥ 50 % of the matmul peak
+# ## Targets: ≥ 2× the baseline and ≥ 50 % of the matmul peak
 
 # %%
-benchreport.targets_table(records)
+tables.targets_table(records)
 
 # %%
-benchreport.throughput_figure(records);
+tables.throughput_figure(records);
 
 # %%
-benchreport.mfu_figure(records);
+tables.mfu_figure(records);
 
 # %% [markdown]
 # ## Training: tokens/s (steady state, per-step median/min/max), epoch time, memory, accuracy
 
 # %%
-benchreport.training_table(records)
+tables.training_table(records)
 
 # %% [markdown]
 # ## Inference at each batch size (median of repeated passes, min–max bars)
 
 # %%
-benchreport.batch_size_figure(records);
+tables.batch_size_figure(records);
 
 # %%
-benchreport.inference_table(records)
+tables.inference_table(records)
 
 # %% [markdown]
 # ## LoRA vs QLoRA (4-bit NF4): weights footprint, step time, accuracy
 
 # %%
-benchreport.memory_table(records)
+tables.memory_table(records)
 
 # %% [markdown]
 # ## 1 vs 2 threads, each against a matmul peak at that thread count
 
 # %%
-benchreport.threads_table(records)
+tables.threads_table(records)
 
 # %% [markdown]
 # ## Scaling: 1×, 2×, 4× the training examples at two max lengths
 
 # %%
-benchreport.scaling_table(records)
+tables.scaling_table(records)
 
 # %%
-benchreport.scaling_figure(records);
+tables.scaling_figure(records);

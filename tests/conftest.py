@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers import config
-from helpers.io import write_yaml
+from helpers.core.io import write_yaml
 
 _TMP = Path(tempfile.mkdtemp(prefix="senticompare-tests-"))
 os.environ.setdefault("SENTICOMPARE_EXPERIMENTS", str(_TMP / "experiments"))

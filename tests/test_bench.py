@@ -1,4 +1,4 @@
-"""The benchmark: honest FLOP counts, the seeds' padded recipe, the CUDA code path, and an end-to-end
+"""The benchmark: honest FLOP counts, the HF Trainer baseline padded to max length, the CUDA code path, and an end-to-end
 run on a tiny random decoder that writes every key the issue asks for."""
 from __future__ import annotations
 
@@ -12,11 +12,17 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from helpers import bench, benchconfig, benchreport, config, flops, models, reference, threads, timing, training
-from helpers.inference import predict_proba
-from helpers.device import Precision, precision_for
-from helpers.io import read_json
-from helpers.paths import PARAMS_DIR
+from helpers import config
+from helpers.bench import baseline, measure, tables
+from helpers.bench import config as bench_config
+from helpers.bench import run as bench
+from helpers.core import threads
+from helpers.core.device import Precision, precision_for
+from helpers.core.io import read_json
+from helpers.core.paths import PARAMS_DIR
+from helpers.evaluate.inference import predict_proba
+from helpers.speed import flops, timing
+from helpers.train import models, trainer
 
 CPU = precision_for("cpu")
 LABELS = ["negative", "positive"]
@@ -84,11 +90,11 @@ def test_matmul_peak_is_measured_with_spread():
 def test_reference_pads_every_example_to_max_length(tiny):
     tokenizer = models.load_tokenizer(tiny)
     df = pd.DataFrame({"text": TEXTS[:4], "label": [1, 0, 1, 0]})
-    padded = reference.tokenize_padded(df, tokenizer, 24)
+    padded = baseline.tokenize_padded(df, tokenizer, 24)
     assert all(len(ids) == 24 for ids in padded["input_ids"])
     real = [sum(mask) for mask in padded["attention_mask"]]
     assert len(set(real)) > 1 and max(real) < 24
-    ours = training.tokenize(df, tokenizer, 24)
+    ours = trainer.tokenize(df, tokenizer, 24)
     assert [len(ids) for ids in ours["input_ids"]] == real
 
 
@@ -97,7 +103,7 @@ def test_reference_training_counts_only_real_tokens(tiny, tmp_path):
     df = pd.DataFrame({"text": TEXTS[:8], "label": [1, 0, 1, 0] * 2})
     cfg = dataclasses.replace(config.TrainConfig(), batch_size=4)
     model = models.add_lora(models.load_base(tiny, LABELS, CPU, tokenizer=tokenizer), tiny, cfg)
-    result = reference.train_reference(model, df, tokenizer, cfg, 32, 0, CPU, tmp_path)
+    result = baseline.train_reference(model, df, tokenizer, cfg, 32, 0, CPU, tmp_path)
     real = sum(len(ids) for ids in tokenizer(df["text"].tolist())["input_ids"])
     assert result.steps == 2 and len(result.step_seconds) == 2
     assert sum(result.step_tokens) == result.train_tokens == real
@@ -105,8 +111,8 @@ def test_reference_training_counts_only_real_tokens(tiny, tmp_path):
 
 def test_step_clock_synchronizes_cuda_before_each_clock_read(monkeypatch):
     synced = []
-    monkeypatch.setattr(training, "synchronize", synced.append)
-    clock = training.StepClock("cuda")
+    monkeypatch.setattr(trainer, "synchronize", synced.append)
+    clock = trainer.StepClock("cuda")
     state = type("State", (), {"num_input_tokens_seen": 0})()
     clock.on_train_begin(None, state, None)
     state.num_input_tokens_seen = 7
@@ -136,9 +142,9 @@ def test_peak_memory_on_cpu_sees_a_large_allocation():
 
 def test_cuda_mixed_precision_computes_in_bf16_and_qlora_too():
     cuda = Precision("cuda", torch.float32, fp16=False, bf16=True, qlora_compute_dtype=torch.bfloat16)
-    assert bench.compute_dtype(cuda) == torch.bfloat16
+    assert measure.compute_dtype(cuda) == torch.bfloat16
     assert models._quantization(cuda).bnb_4bit_compute_dtype == torch.bfloat16
-    assert bench.compute_dtype(CPU) == torch.float32
+    assert measure.compute_dtype(CPU) == torch.float32
 
 
 def test_time_interleaved_takes_turns():
@@ -168,7 +174,7 @@ def test_our_paths_give_the_callers_thread_count_back(tiny, tmp_path):
         predict_proba(model, tokenizer, TEXTS[:2], 2, 16, "cpu")
         assert torch.get_num_threads() == 2
         cfg = dataclasses.replace(config.TrainConfig(), batch_size=4, max_steps=1)
-        result = training.train(models.add_lora(model, tiny, cfg), tokenizer,
+        result = trainer.train(models.add_lora(model, tiny, cfg), tokenizer,
                                 pd.DataFrame({"text": TEXTS[:4], "label": [1, 0, 1, 0]}), cfg, CPU, 16, 0, tmp_path)
     assert result.step_threads == [1] and torch.get_num_threads() == 2
 
@@ -176,14 +182,14 @@ def test_our_paths_give_the_callers_thread_count_back(tiny, tmp_path):
 def test_inference_model_is_merged_and_in_the_mixed_precision_dtype(tiny):
     bf16 = Precision("cpu", torch.float32, fp16=False, bf16=True, qlora_compute_dtype=torch.bfloat16)
     lora = models.add_lora(models.load_base(tiny, LABELS, CPU), tiny, config.TrainConfig())
-    merged = bench.inference_model(lora, bf16)
+    merged = measure.inference_model(lora, bf16)
     assert not any("lora_" in name for name, _ in merged.named_modules())
     assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
 
 
 def test_bench_params_files_are_valid():
     for name in ("bench.yaml", "bench-cuda.yaml", "bench-accuracy.yaml"):
-        cfg = benchconfig.load_bench(PARAMS_DIR / name)
+        cfg = bench_config.load_bench(PARAMS_DIR / name)
         assert cfg.models and cfg.datasets and cfg.train.quantization == "none"
 
 
@@ -196,19 +202,19 @@ def test_bench_params_reject_bad_entries(tmp_path, models, extra, error):
     bad.write_text(f"name: x\nmodels: [{models}]\ndatasets: [{{id: sst2, max_length: 32, train_examples: 8, "
                    f"validation_examples: 8, infer_examples: 8}}]\n{extra}")
     with pytest.raises(config.ConfigError, match=error):
-        benchconfig.load_bench(bad)
+        bench_config.load_bench(bad)
 
 
-def tiny_bench(tmp_path: Path) -> benchconfig.BenchConfig:
-    return benchconfig.BenchConfig(
+def tiny_bench(tmp_path: Path) -> bench_config.BenchConfig:
+    return bench_config.BenchConfig(
         name="tiny", models=["smollm2-135m"], seed=0,
-        datasets=[benchconfig.BenchData("sst2", max_length=32, train_examples=8, validation_examples=8,
+        datasets=[bench_config.BenchData("sst2", max_length=32, train_examples=8, validation_examples=8,
                                         infer_examples=8, batch_sizes=[1, 4], extras=True)],
         train=dataclasses.replace(config.TrainConfig(), batch_size=4, eval_batch_size=8),
-        infer=benchconfig.InferSettings(warmup=1, repeats=2, latency_repeats=3),
-        matmul=benchconfig.MatmulSettings(size=64, warmup=1, repeats=2),
+        infer=bench_config.InferSettings(warmup=1, repeats=2, latency_repeats=3),
+        matmul=bench_config.MatmulSettings(size=64, warmup=1, repeats=2),
         threads=[1, 2], threads_train_steps=1,
-        scaling=benchconfig.ScalingSettings(examples=4, factors=[1, 2], max_lengths=[16, 32]),
+        scaling=bench_config.ScalingSettings(examples=4, factors=[1, 2], max_lengths=[16, 32]),
     )
 
 
@@ -229,11 +235,11 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert record["flops"]["linear_weights"] == hand_count()
     assert record["environment"]["torch_threads"] >= 1 and "loadavg_1m" in record["load"]["start"]
     assert set(record["targets"]) >= {"train_speedup_2x", "train_mfu_50", "infer_speedup_2x", "infer_mfu_50"}
-    records = benchreport.load_results(tmp_path / "bench")
-    assert list(benchreport.summary_table(records).index) == [("sst2", "smollm2-135m")]
-    assert set(benchreport.inference_table(records)["batch_size"]) == {1, 4}
-    assert len(benchreport.scaling_table(records)) == 4 and len(benchreport.threads_table(records)) == 2
-    assert list(benchreport.training_table(records)["path"]) == ["ours (LoRA)", "reference (LoRA)", "ours (QLoRA)"]
-    for figure in (benchreport.throughput_figure, benchreport.mfu_figure, benchreport.batch_size_figure,
-                   benchreport.scaling_figure):
+    records = tables.load_results(tmp_path / "bench")
+    assert list(tables.summary_table(records).index) == [("sst2", "smollm2-135m")]
+    assert set(tables.inference_table(records)["batch_size"]) == {1, 4}
+    assert len(tables.scaling_table(records)) == 4 and len(tables.threads_table(records)) == 2
+    assert list(tables.training_table(records)["path"]) == ["ours (LoRA)", "reference (LoRA)", "ours (QLoRA)"]
+    for figure in (tables.throughput_figure, tables.mfu_figure, tables.batch_size_figure,
+                   tables.scaling_figure):
         assert figure(records).axes

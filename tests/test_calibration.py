@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from helpers import calibration
+from helpers.evaluate import calibration
 
 # Two classes, four examples: confidences 0.85 (right), 0.85 (wrong), 0.65 (wrong), 0.65 (right).
 Y2 = np.array([0, 1, 0, 1])

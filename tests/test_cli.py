@@ -37,3 +37,15 @@ def test_a_bad_study_fails_early_with_the_fix(tmp_path, capsys):
 def test_unknown_dataset_for_data_command(capsys):
     assert main(["data", "imdbb"]) == 2
     assert "unknown dataset id 'imdbb'" in capsys.readouterr().err
+
+
+def test_a_bad_override_stops_the_run_before_any_training(tmp_path, capsys):
+    from helpers.core.paths import experiments_dir
+
+    study = tmp_path / "typo.yaml"
+    study.write_text("name: typo-override\nmodels: [minilm-l6]\ndatasets: [finefoods]\npreset: quick\nseeds: [1]\n"
+                     "overrides: {train: {quantization: 4-bit}}\n")
+    assert main(["run", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "overrides: train: quantization must be one of ['4bit', 'none'], got '4-bit'" in err
+    assert not (experiments_dir() / "typo-override").exists()

@@ -12,8 +12,12 @@ import pytest
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from helpers import calibration, comparison, plots, selective
-from helpers.comparison import DEFAULT_WEIGHTS, LOWER_IS_BETTER, mark_ties, normalize, rank_models
+from helpers.compare import ranking, seeds, views
+from helpers.compare import runs as run_table
+from helpers.compare.ranking import DEFAULT_WEIGHTS, mark_ties, normalize, rank_models
+from helpers.evaluate import calibration, selective
+from helpers.metrics import lower_is_better
+from helpers.report import plots
 
 
 @pytest.fixture
@@ -41,8 +45,8 @@ def close_figures():
 
 def test_constants():
     assert sum(DEFAULT_WEIGHTS.values()) == pytest.approx(1.0)
-    assert "latency_median_ms" in LOWER_IS_BETTER
-    assert "accuracy" not in LOWER_IS_BETTER
+    assert lower_is_better("latency_median_ms")
+    assert not lower_is_better("accuracy")
 
 
 def test_normalize_inverts_lower_is_better(results):
@@ -205,7 +209,7 @@ def per_group(worst: float, gap: float, group: str) -> dict:
 @pytest.fixture
 def runs() -> pd.DataFrame:
     baseline = {"0-shot": {"accuracy": 0.55, "f1": 0.4, "ece": 0.2}, "4-shot": {"accuracy": 0.6, "f1": 0.5, "ece": 0.1}}
-    return comparison.results_table([
+    return run_table.results_table([
         run_result("A", 1, 0.80, ece=0.10, conformal_set_size=1.2, selective_target_reached=True,
                    baseline=baseline, per_group=per_group(0.7, 0.1, "a"), vs_majority={"p_value": 0.04}),
         run_result("A", 2, 0.90, ece=0.20, conformal_set_size=1.4, selective_target_reached=False,
@@ -228,7 +232,7 @@ def test_results_table_reads_new_keys_and_tolerates_old_runs(runs):
 
 
 def test_aggregate_seeds_mean_and_std(runs):
-    table = comparison.aggregate_seeds(runs).set_index("model")
+    table = seeds.aggregate_seeds(runs).set_index("model")
     assert table.loc["A", "n_seeds"] == 2 and table.loc["A", "seeds"] == [1, 2]
     assert table.loc["A", "accuracy"] == pytest.approx(0.85)
     assert table.loc["A", "accuracy_std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
@@ -237,16 +241,16 @@ def test_aggregate_seeds_mean_and_std(runs):
     assert table.loc["A", "worst_group_accuracy"] == "a, b"
     assert table.loc["A", "accuracy_ci95"] is None  # intervals of single runs do not average
     assert np.isnan(table.loc["C", "accuracy_std"]) and table.loc["C", "accuracy_ci95"] == pytest.approx([0.55, 0.65])
-    ranked = comparison.rank_models(table.reset_index(), {"accuracy": 1.0})
+    ranked = ranking.rank_models(table.reset_index(), {"accuracy": 1.0})
     assert ranked["model"].tolist() == ["A", "B", "C"]
     assert table.loc["A", "p_vs_majority"] == 0.04  # the weakest seed's, not a mean of p-values
-    view = comparison.summary(ranked)
+    view = views.summary(ranked)
     assert view["seeds"].tolist() == [2, 2, 1] and view["accuracy seed std"].iloc[0] == pytest.approx(0.071)
     assert view["McNemar p vs majority (largest over seeds)"].iloc[0] == 0.04
 
 
 def test_seed_differences_put_the_seed_spread_beside_the_difference(runs):
-    table = comparison.seed_differences(runs[runs["model"] != "C"], "accuracy").iloc[0]
+    table = seeds.seed_differences(runs[runs["model"] != "C"], "accuracy").iloc[0]
     assert (table["model_a"], table["model_b"]) == ("A", "B")
     assert table["difference"] == pytest.approx(0.85 - 0.72)
     assert table["seed_std_a"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
@@ -255,7 +259,7 @@ def test_seed_differences_put_the_seed_spread_beside_the_difference(runs):
 
 
 def test_uncertainty_view_shows_mean_and_seed_std(runs):
-    view = comparison.uncertainty_view(comparison.aggregate_seeds(runs))
+    view = views.uncertainty_view(seeds.aggregate_seeds(runs))
     assert view.loc["A", "ECE"] == "0.150 ± 0.071"
     assert view.loc["C", "ECE"] == ""
     assert "AURC" not in view.columns  # no run recorded it
@@ -263,16 +267,16 @@ def test_uncertainty_view_shows_mean_and_seed_std(runs):
 
 
 def test_uncertainty_view_empty_for_old_runs_only():
-    old = comparison.results_table([run_result("C", 1, 0.6), run_result("D", 1, 0.7)])
-    table = comparison.aggregate_seeds(old)
-    assert comparison.uncertainty_view(table).empty
-    assert comparison.baseline_view(table).empty
-    assert comparison.group_view(table).empty
+    old = run_table.results_table([run_result("C", 1, 0.6), run_result("D", 1, 0.7)])
+    table = seeds.aggregate_seeds(old)
+    assert views.uncertainty_view(table).empty
+    assert views.baseline_view(table).empty
+    assert views.group_view(table).empty
     assert table["trainable_params"].tolist() == [1000, 1000]
 
 
 def test_baseline_view_base_against_fine_tuned(runs):
-    view = comparison.baseline_view(comparison.aggregate_seeds(runs))
+    view = views.baseline_view(seeds.aggregate_seeds(runs))
     assert list(view.columns[:3]) == ["accuracy 0-shot", "accuracy 4-shot", "accuracy fine-tuned"]
     assert view.loc["A", "accuracy 0-shot"] == "0.550 ± 0.000"
     assert view.loc["A", "accuracy fine-tuned"] == "0.850 ± 0.071"
@@ -280,7 +284,7 @@ def test_baseline_view_base_against_fine_tuned(runs):
 
 
 def test_group_view_worst_group_and_gap(runs):
-    view = comparison.group_view(comparison.aggregate_seeds(runs))
+    view = views.group_view(seeds.aggregate_seeds(runs))
     assert view.loc["A", "worst group (accuracy)"] == "a, b"
     assert view.loc["A", "worst-group accuracy"] == "0.750 ± 0.071"
     assert view.loc["A", "accuracy gap"] == "0.150 ± 0.071"
@@ -311,32 +315,32 @@ def dataset_dir(tmp_path):
 
 
 def test_runs_of_several_seeds_are_compared_per_seed(dataset_dir):
-    results, failures = comparison.collect_runs(dataset_dir)
+    results, failures = run_table.collect_runs(dataset_dir)
     assert [r["run"] for r in results] == ["A-seed1", "A-seed2", "B-seed1", "B-seed2"]
     assert failures[0]["run"] == "C-seed1"
-    runs = comparison.results_table(results)
-    pairwise = comparison.pairwise_by_seed(dataset_dir, runs)
+    runs = run_table.results_table(results)
+    pairwise = run_table.pairwise_by_seed(dataset_dir, runs)
     assert pairwise["seed"].tolist() == [1, 2]
     assert pairwise["a_only_correct"].tolist() == [6, 6] and pairwise["b_only_correct"].tolist() == [0, 0]
     assert pairwise["p_value"].tolist() == pytest.approx([2 * 0.5 ** 6] * 2)
 
 
 def test_curves_read_from_predictions(dataset_dir):
-    runs = comparison.results_table(comparison.collect_runs(dataset_dir)[0])
-    reliability = comparison.reliability_curves(dataset_dir, runs, n_bins=10)
+    runs = run_table.results_table(run_table.collect_runs(dataset_dir)[0])
+    reliability = run_table.reliability_curves(dataset_dir, runs, n_bins=10)
     assert set(reliability) == {"A", "B"}
     assert reliability["A"]["count"].sum() == 12  # both seeds pooled
     assert reliability["A"]["accuracy"].tolist() == [1.0] * 4
     assert reliability["B"]["accuracy"].tolist() == [0.0] * 4
-    curves = comparison.risk_coverage_curves(dataset_dir, runs)
+    curves = run_table.risk_coverage_curves(dataset_dir, runs)
     assert curves["A"]["risk"].max() == 0.0 and curves["B"]["risk"].min() == 1.0
-    y, p = comparison.run_probabilities(dataset_dir / "A-seed1")
+    y, p = run_table.run_probabilities(dataset_dir / "A-seed1")
     assert y.tolist() == [0, 1, 0, 1, 1, 0] and p[0].tolist() == [0.9, 0.1]
 
 
 def test_ece_bins_come_from_the_runs():
-    assert comparison.ece_bins([run_result("A", 1, 0.8, ece_bins=10)]) == 10
-    assert comparison.ece_bins([run_result("A", 1, 0.8)]) == 15
+    assert run_table.ece_bins([run_result("A", 1, 0.8, ece_bins=10)]) == 10
+    assert run_table.ece_bins([run_result("A", 1, 0.8)]) == 15
 
 
 def test_reliability_and_risk_coverage_plots():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from helpers import conformal
+from helpers.evaluate import conformal
 
 ALPHA = 0.1
 

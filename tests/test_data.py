@@ -3,7 +3,9 @@ import time
 
 import pytest
 
-from helpers import config, data, paths
+from helpers import config, data
+from helpers.core import paths
+from helpers.data import sources
 
 
 def preset(**changes):
@@ -35,7 +37,7 @@ def test_sst2_from_the_mirror_uses_its_labelled_test(mirror):
 
 def test_hub_without_network_fails_fast_naming_the_mirror(monkeypatch, own_data_cache):
     monkeypatch.delenv("SENTICOMPARE_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "HUB_HOST", ("unreachable.invalid", 443))
+    monkeypatch.setattr(sources, "HUB_HOST", ("unreachable.invalid", 443))
     start = time.perf_counter()
     with pytest.raises(data.DataError, match="SENTICOMPARE_DATA_DIR"):
         data.load_splits(config.get_dataset("sst2"), preset(), seed=1)
@@ -83,7 +85,7 @@ def test_a_second_load_comes_from_the_cache_with_its_findings(file_dataset, revi
     reviews.loc[[0, 5], "text"] = " "
     spec = file_dataset(reviews)
     first = data.load_splits(spec, preset(max_validation=6), seed=1)
-    monkeypatch.setattr(data, "_read_source", lambda *a: pytest.fail("the source was read again"))
+    monkeypatch.setattr(sources, "_read_source", lambda *a: pytest.fail("the source was read again"))
     again = data.load_splits(spec, preset(max_validation=6), seed=1)
     assert again.fingerprint == first.fingerprint and again.findings == first.findings
     assert (paths.data_cache_dir() / first.cache_key / "train.parquet").is_file()

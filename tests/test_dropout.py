@@ -1,12 +1,13 @@
-"""helpers/dropout.py: numpy-drawn dropout masks behave as torch's dropout."""
+"""helpers/train/dropout.py: numpy-drawn dropout masks behave as torch's dropout."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from helpers import config, models
-from helpers.device import precision_for
-from helpers.dropout import NumpyDropout, use_numpy_dropout
+from helpers import config
+from helpers.core.device import precision_for
+from helpers.train import models
+from helpers.train.dropout import NumpyDropout, use_numpy_dropout
 
 
 def test_drops_a_share_p_and_rescales_the_rest():

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from helpers import calibration, config
+from helpers import config
 from helpers.config import EvaluationConfig
-from helpers.evaluation import calibration_metrics, uncertainty_report
+from helpers.evaluate import calibration
+from helpers.evaluate.uncertainty import calibration_metrics, uncertainty_report
 
 REPORT_KEYS = {
     "ece_bins", "ece", "ece_equal_mass", "ece_classwise", "mce", "brier", "nll", "recalibration", "temperature",
@@ -162,7 +163,7 @@ def test_preset_evaluation_block_is_checked(tmp_path):
         config.load_preset(preset_file(tmp_path, "evaluation: {cost_matrix: [[0, 1], [1]]}\n"))
     with pytest.raises(config.ConfigError, match="ece_bins must be a positive integer"):
         config.load_preset(preset_file(tmp_path, "evaluation: {ece_bins: 0}\n"))
-    with pytest.raises(config.ConfigError, match="recalibration must be one of temperature, bias_temperature"):
+    with pytest.raises(config.ConfigError, match=r"recalibration must be one of \['bias_temperature', 'temperature'\], got 'platt'"):
         config.load_preset(preset_file(tmp_path, "evaluation: {recalibration: platt}\n"))
     block = "evaluation: {cost_matrix: [[0, 1], [5, 0]], abstain_cost: 0.5}\n"
     loaded = config.load_preset(preset_file(tmp_path, block))

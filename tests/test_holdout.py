@@ -5,9 +5,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import config, holdout, report
-from helpers.io import write_json, write_yaml
-from helpers.study import plan_runs
+from helpers import config
+from helpers.core.io import write_json, write_yaml
+from helpers.pipeline import holdout
+from helpers.pipeline.study import plan_runs
+from helpers.report import stitch
 
 STUDY = {"name": "logo", "models": ["minilm-l6"], "datasets": ["disneyland"], "preset": "quick", "seeds": [1]}
 
@@ -72,7 +74,7 @@ def test_table_sets_each_held_out_group_beside_the_in_distribution_run(tmp_path)
     assert table.loc["C", "status"] == "failed in 02_train" and table.loc["C", "in_dist_group_accuracy"] == 0.0
     section = holdout.report_markdown(tmp_path, "disneyland")
     assert section.startswith("## Leave-one-group-out on disneyland") and "<table" in section
-    stitched = report.stitch(study(tmp_path), tmp_path)
+    stitched = stitch.stitch(study(tmp_path), tmp_path)
     assert any("Leave-one-group-out" in cell.source for cell in stitched.cells)
 
 

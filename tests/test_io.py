@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers import io
+from helpers.core import io
 
 
 def test_json_roundtrip_with_numpy_values(tmp_path):
@@ -19,7 +19,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 
 
 def test_a_copy_of_the_tree_records_the_commit_it_was_named(monkeypatch):
-    from helpers import environment
+    from helpers.core import environment
 
     monkeypatch.setenv("SENTICOMPARE_GIT_COMMIT", "84f271a6f17c6dbde658525bd0673b08cb84d9a7")
     assert environment.git_commit() == {"commit": "84f271a6f17c6dbde658525bd0673b08cb84d9a7", "dirty": None}

@@ -3,14 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.metrics import (
-    classification_metrics,
-    confusion,
-    group_metrics,
-    group_summary,
-    majority_baseline,
-    per_class_report,
-)
+from helpers.evaluate.quality import (classification_metrics, confusion, group_metrics, group_summary,
+                                      majority_baseline, per_class_report)
 
 METRIC_KEYS = {
     "accuracy",

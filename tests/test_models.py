@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, models, training
-from helpers.device import precision_for
-from helpers.inference import predict_proba
+from helpers import config
+from helpers.core.device import precision_for
+from helpers.evaluate.inference import predict_proba
+from helpers.train import models, trainer
 
 CPU = precision_for("cpu")
 LABELS = ["negative", "positive"]
@@ -47,7 +48,7 @@ def test_lora_trains_only_adapters_and_head(model_id, tmp_path):
     trainable, total = models.count_parameters(model)
     assert 0 < trainable < 0.05 * total
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
-    result = training.train(model, tokenizer, frame(), train_cfg, CPU, 32, 0, tmp_path)
+    result = trainer.train(model, tokenizer, frame(), train_cfg, CPU, 32, 0, tmp_path)
     assert result.steps == 2 and result.train_tokens > 0
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
 
@@ -62,7 +63,7 @@ def test_qlora_on_cpu_quantizes_the_body_not_the_head(tmp_path):
     assert linear4 and linear4[0].weight.quant_type == "nf4"
     assert not isinstance(base.score, bnb.nn.Linear4bit)
     model = models.add_lora(base, spec, train_cfg)
-    training.train(model, tokenizer, frame(), train_cfg, CPU, 32, 0, tmp_path / "trainer")
+    trainer.train(model, tokenizer, frame(), train_cfg, CPU, 32, 0, tmp_path / "trainer")
     model.save_pretrained(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     reloaded = models.load_finetuned(spec, tmp_path / "adapter", LABELS, CPU, "4bit")
@@ -78,19 +79,19 @@ def test_mixed_precision_stores_frozen_weights_in_the_compute_dtype_and_keeps_tr
     tokenizer = models.load_tokenizer(spec)
     bf16 = dataclasses.replace(CPU, bf16=True)
     model = models.add_lora(models.load_base(spec, LABELS, CPU, tokenizer=tokenizer), spec, train_cfg)
-    assert training.freeze_in_compute_dtype(model, CPU) == 0
-    assert training.freeze_in_compute_dtype(model, bf16) > 0
+    assert trainer.freeze_in_compute_dtype(model, CPU) == 0
+    assert trainer.freeze_in_compute_dtype(model, bf16) > 0
     dtypes = {p.requires_grad: set() for p in model.parameters()}
     for p in model.parameters():
         dtypes[p.requires_grad].add(p.dtype)
     assert dtypes == {True: {torch.float32}, False: {torch.bfloat16}}
     quantized = models.add_lora(models.load_base(spec, LABELS, CPU, "4bit", tokenizer), spec, train_cfg)
-    assert training.freeze_in_compute_dtype(quantized, bf16) == 0
+    assert trainer.freeze_in_compute_dtype(quantized, bf16) == 0
 
 
 def test_batches_are_padded_to_a_multiple_only_on_cuda():
-    assert training.pad_multiple("cpu") is None
-    assert training.pad_multiple("cuda") == training.CUDA_PAD_MULTIPLE
+    assert trainer.pad_multiple("cpu") is None
+    assert trainer.pad_multiple("cuda") == trainer.CUDA_PAD_MULTIPLE
 
 
 def test_lora_layers_adapts_only_the_top_layers_and_backward_stops_below_them():

@@ -7,9 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from helpers import config, models, prompts
-from helpers.device import precision_for
-from helpers.inference import predict_proba
+from helpers import config
+from helpers.core.device import precision_for
+from helpers.evaluate import prompts
+from helpers.evaluate.inference import predict_proba
+from helpers.train import models
 
 CPU = precision_for("cpu")
 TEXTS = ["The coffee was stale and bitter, I threw it away.",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from helpers import selective
-from helpers.selective import ABSTAIN
+from helpers.evaluate import selective
+from helpers.evaluate.selective import ABSTAIN
 
 
 def binary(confidences: list[float], correct: list[bool]) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import binom
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, f1_score
 
-from helpers.significance import bootstrap_ci, mcnemar_exact, pairwise_mcnemar, quality_cis, versus_majority
+from helpers.evaluate.significance import (bootstrap_ci, macro_f1, mcnemar_exact, pairwise_mcnemar, quality_cis,
+                                           versus_majority)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -158,3 +159,13 @@ def test_quality_cis_brackets_point_estimates():
     accuracy = accuracy_score(y_true, y_pred)
     assert cis["accuracy_ci95"][0] <= accuracy <= cis["accuracy_ci95"][1]
     assert all(isinstance(value, float) for value in cis["f1_ci95"])
+
+
+def test_vectorized_macro_f1_scores_every_resample_as_sklearn_does():
+    rng = np.random.default_rng(5)
+    y_true = rng.integers(0, 3, 40)
+    y_pred = np.where(rng.random(40) < 0.6, y_true, rng.integers(0, 3, 40))
+    y_pred[y_pred == 2] = 1  # a class never predicted still counts in the macro average
+    idx = rng.integers(0, 40, size=(30, 40))
+    expected = [f1_score(y_true[i], y_pred[i], labels=[0, 1, 2, 3], average="macro", zero_division=0) for i in idx]
+    assert np.allclose(macro_f1([0, 1, 2, 3])(y_true[idx], y_pred[idx]), expected)

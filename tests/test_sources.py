@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import pandas as pd
 import pytest
 
 from helpers import config, data
+from helpers.data import sources
 
 MIRRORED = ["sst2", "imdb", "disneyland", "disneyland_3class", "uci_yelp", "uci_amazon", "uci_imdb",
             "tweet_eval_emotion"]
@@ -58,7 +58,7 @@ def test_kaggle_download_parses_latin1_as_kaggle_ships_it(mirror, tmp_path, monk
     (folder / "DisneylandReviews.csv").write_bytes(text.encode("latin-1"))
     calls = []
     monkeypatch.setattr(kagglehub, "dataset_download", lambda handle, **kw: calls.append(handle) or str(folder))
-    monkeypatch.setattr(data, "kaggle_reachable", lambda: True)
+    monkeypatch.setattr(sources, "kaggle_reachable", lambda: True)
     monkeypatch.delenv("SENTICOMPARE_DATA_DIR")
     splits = data.load_splits(config.get_dataset("disneyland"), preset(), seed=1)
     assert calls == ["arushchillar/disneyland-reviews"]
@@ -66,14 +66,14 @@ def test_kaggle_download_parses_latin1_as_kaggle_ships_it(mirror, tmp_path, monk
     assert len(splits.train) == 200
     with_accent = pd.read_csv(mirror / "disneyland" / "DisneylandReviews.csv")["Review_Text"].str.contains(" cafe ")
     assert next(f for f in splits.findings if f.check == "non_utf8").count == with_accent.sum()
-    monkeypatch.setattr(data, "kaggle_reachable", lambda: False)  # offline now: the cache serves it
+    monkeypatch.setattr(sources, "kaggle_reachable", lambda: False)  # offline now: the cache serves it
     assert data.load_splits(config.get_dataset("disneyland"), preset(), seed=1).fingerprint == splits.fingerprint
     assert len(calls) == 1
 
 
 def test_kaggle_without_network_fails_fast(monkeypatch, own_data_cache):
     monkeypatch.delenv("SENTICOMPARE_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "KAGGLE_HOST", ("unreachable.invalid", 443))
+    monkeypatch.setattr(sources, "KAGGLE_HOST", ("unreachable.invalid", 443))
     with pytest.raises(data.DataError, match="SENTICOMPARE_DATA_DIR"):
         data.load_splits(config.get_dataset("disneyland"), preset(), seed=1)
 
@@ -90,7 +90,7 @@ def test_hub_loader_parses_what_load_dataset_returns(mirror, monkeypatch, own_da
         return real_load_dataset("json", data_files=files)
 
     monkeypatch.delenv("SENTICOMPARE_DATA_DIR")
-    monkeypatch.setattr(data, "hub_reachable", lambda: True)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     splits = data.load_splits(config.get_dataset("tweet_eval_emotion"), preset(), seed=1)
     assert splits.source == "hub:cardiffnlp/tweet_eval"

@@ -5,14 +5,15 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
-import numpy as np
-
-from helpers import comparison, conformal, paths
-from helpers.io import read_json
-from helpers.study import run_study
+from helpers.compare import runs as run_table
+from helpers.core import paths
+from helpers.core.io import read_json
+from helpers.evaluate import conformal
+from helpers.pipeline.study import run_study
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +106,7 @@ def test_results_hold_calibration_conformal_and_the_base_model_baseline(tiny_stu
 def test_conformal_coverage_holds_on_real_predictions(tiny_study, method):
     """Random calibration/test halves of a fine-tuned model's real test predictions: averaged over
     the splits, the sets cover the true label at least 1 - alpha of the time (finite-sample slack)."""
-    labels, probs = comparison.run_probabilities(paths.experiments_dir() / "tiny" / "sst2" / "smollm2-135m")
+    labels, probs = run_table.run_probabilities(paths.experiments_dir() / "tiny" / "sst2" / "smollm2-135m")
     rng, alpha, coverages = np.random.default_rng(0), 0.2, []
     for seed in range(200):
         order = rng.permutation(len(labels))
@@ -133,7 +134,7 @@ def test_report_has_every_model_and_the_failure(tiny_study):
     for text in ("minilm-l6", "smollm2-135m", "distilbert-base", "Failed in 01_data", "Ranking",
                  "McNemar p vs majority"):
         assert text in html
-    bench = html.split("Benchmark: our path against the seeds")[1]  # the committed results' section
+    bench = html.split("Benchmark: our path against the HF Trainer baseline")[1]  # the committed results' section
     assert "cpu-amd-epyc-2t" in bench and "gemma3-270m" in bench and "train speedup" in bench
     assert "tags=[\"parameters\"]" not in html and "open_run(" not in html  # code is hidden
     assert (paths.reports_dir() / "tiny.pdf").read_bytes()[:5] == b"%PDF-"

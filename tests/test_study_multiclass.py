@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import metrics, paths
-from helpers.io import read_json
-from helpers.study import run_study
+from helpers.core import paths
+from helpers.core.io import read_json
+from helpers.evaluate.quality import per_class_report
+from helpers.pipeline.study import run_study
 
 pytestmark = pytest.mark.slow  # runs in `make test` like every test; `-m "not slow"` skips it
 
@@ -39,7 +40,7 @@ def test_every_class_has_its_metrics_and_confusion_matrix_row(outcome, dataset, 
     assert matrix.shape == (len(labels), len(labels)) and matrix.sum() == quality["test_examples"] == 64
     predictions = pd.read_csv(run_dir / "predictions.csv")
     assert [c for c in predictions if c.startswith("prob_")] == [f"prob_{label}" for label in labels]
-    per_class = metrics.per_class_report(predictions["label"], predictions["prediction"], labels)
+    per_class = per_class_report(predictions["label"], predictions["prediction"], labels)
     assert per_class.loc[labels, "support"].sum() == 64
     assert {"f1_weighted", "precision_weighted", "recall_weighted"} <= set(quality)
     assert results["data"]["rows"] == {"train": 64, "validation": 32, "calibration": 32, "test": 64}

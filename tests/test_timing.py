@@ -1,6 +1,6 @@
 import pytest
 
-from helpers import timing
+from helpers.speed import timing
 
 
 def test_summary_statistics_on_known_values():

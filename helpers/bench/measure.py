@@ -1,0 +1,221 @@
+"""What `senticompare bench` measures, phase by phase: training (ours and the HF Trainer baseline)
+summarized per step, inference at several batch sizes and single-example latency, 1 vs 2 threads,
+scaling with data and length, LoRA vs QLoRA; each against a matmul peak measured in the same run."""
+from __future__ import annotations
+
+import dataclasses
+import gc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from helpers import config
+from helpers.bench import baseline
+from helpers.bench.config import BenchConfig, BenchData
+from helpers.core import threads
+from helpers.core.device import Precision
+from helpers.evaluate.inference import count_tokens, predict_proba
+from helpers.pipeline.run import seed_everything
+from helpers.speed import flops
+from helpers.speed.timing import machine_load, peak_memory, summarize, time_interleaved
+from helpers.train import models, trainer
+
+
+def compute_dtype(precision: Precision) -> torch.dtype:
+    """What the matmuls run in: bf16 (fp16) under CUDA mixed precision, else the weights' dtype."""
+    if precision.bf16:
+        return torch.bfloat16
+    if precision.fp16:
+        return torch.float16
+    return precision.dtype
+
+
+def lora_model(spec: config.ModelSpec, labels: list[str], precision: Precision, train_cfg: config.TrainConfig,
+               tokenizer, seed: int) -> torch.nn.Module:
+    """A fresh base with LoRA, seeded so both paths start from the same adapter weights."""
+    seed_everything(seed)
+    base = models.load_base(spec, labels, precision, train_cfg.quantization, tokenizer)
+    return models.add_lora(base, spec, train_cfg)
+
+
+def train_summary(result: trainer.TrainResult, warmup_steps: int, flops_per_token: int, peak_gflops: float) -> dict:
+    """Steady-state real tokens/s (the first warm-up steps left out), per-step median/min/max,
+    samples/s and wall time per epoch (evaluation excluded)."""
+    seconds, tokens = np.asarray(result.step_seconds, float), np.asarray(result.step_tokens, float)
+    skip = warmup_steps if len(seconds) > warmup_steps else 0
+    steady_s, steady_tokens = seconds[skip:], tokens[skip:]
+    rates = steady_tokens / steady_s
+    tokens_per_sec = float(steady_tokens.sum() / steady_s.sum())
+    wall = float(seconds.sum())
+    return {
+        "tokens_per_sec": tokens_per_sec,
+        "tokens_per_sec_median_step": float(np.median(rates)),
+        "tokens_per_sec_min_step": float(rates.min()),
+        "tokens_per_sec_max_step": float(rates.max()),
+        "tokens_per_sec_all_steps": float(tokens.sum() / wall),
+        "samples_per_sec": result.train_samples * result.epochs / wall,
+        "wall_time_per_epoch_s": wall / max(result.epochs, 1e-9),
+        "step_time_s": dataclasses.asdict(summarize(list(seconds[skip:] * 1000.0))),
+        "steps": result.steps,
+        "warmup_steps": skip,
+        "threads_per_step": {str(n): result.step_threads.count(n) for n in sorted(set(result.step_threads))},
+        "epochs": result.epochs,
+        "train_samples": result.train_samples,
+        "train_tokens": result.train_tokens,
+        "mfu": flops.mfu(tokens_per_sec, flops_per_token, peak_gflops),
+    }
+
+
+def accuracy(model, tokenizer, df: pd.DataFrame, batch_size: int, max_length: int, device: str) -> float:
+    """Validation accuracy through the same prediction code for every path."""
+    probs = predict_proba(model, tokenizer, df["text"].tolist(), batch_size, max_length, device)
+    return float((probs.argmax(axis=1) == df["label"].to_numpy()).mean())
+
+
+def matmul_peaks(cfg: BenchConfig, precision: Precision) -> list[flops.MatmulPeak]:
+    """The matmul peak at each thread count of the params (one on a GPU)."""
+    counts = cfg.threads if precision.device == "cpu" else [torch.get_num_threads()]
+    before = torch.get_num_threads()
+    try:
+        peaks = []
+        for count in counts:
+            torch.set_num_threads(count)
+            peaks.append(flops.matmul_peak(precision.device, compute_dtype(precision), cfg.matmul.size,
+                                           cfg.matmul.warmup, cfg.matmul.repeats))
+        return peaks
+    finally:
+        torch.set_num_threads(before)
+
+
+def throughput(times_ms: list[float], n_texts: int, n_tokens: int, forward_flops: int, peak_gflops: float) -> dict:
+    """Samples/s and real tokens/s of repeated passes over the same texts: median, min, max."""
+    stats = summarize(times_ms)
+    per_s = {name: n_texts / (ms / 1000.0) for name, ms in
+             (("median", stats.median_ms), ("min", stats.max_ms), ("max", stats.min_ms))}
+    tokens_per_sec = n_tokens / (stats.median_ms / 1000.0)
+    return {
+        "samples_per_sec": per_s["median"], "samples_per_sec_min": per_s["min"], "samples_per_sec_max": per_s["max"],
+        "tokens_per_sec": tokens_per_sec, "pass_ms": dataclasses.asdict(stats),
+        "mfu": flops.mfu(tokens_per_sec, forward_flops, peak_gflops),
+    }
+
+
+def latency(times_ms: list[float]) -> dict:
+    stats = summarize(times_ms)
+    return {"median_ms": stats.median_ms, "p99_ms": stats.p99_ms, "min_ms": stats.min_ms, "max_ms": stats.max_ms,
+            "n": stats.n}
+
+
+def inference_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
+    """The merged model both inference paths run; in the compute dtype under CUDA mixed precision."""
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return merged.to(compute_dtype(precision)).eval()
+
+
+def bench_inference(model, tokenizer, texts: list[str], batch_sizes: list[int], cfg: BenchConfig, max_length: int,
+                    n_linear: int, peak_gflops: float, device: str) -> dict:
+    """The pipeline's defaults against our length-sorted path at each batch size, plus
+    single-example latency of both; the two paths take turns so the load hits both alike."""
+    classifier = baseline.text_classifier(model, tokenizer, device)
+    n_tokens = count_tokens(tokenizer, texts, max_length)
+    forward = flops.forward_flops_per_token(n_linear)
+    runs: dict[str, dict] = {"ours": {}, "reference": {}}
+    load = {"before": machine_load()}
+    for i, bs in enumerate(batch_sizes):
+        times = time_interleaved({
+            "ours": lambda: predict_proba(model, tokenizer, texts, bs, max_length, device),
+            "reference": lambda: baseline.classify(classifier, texts, bs, max_length),
+        }, cfg.infer.warmup if i == 0 else 0, cfg.infer.repeats, device)
+        for path, ms in times.items():
+            runs[path][bs] = throughput(ms, len(texts), n_tokens, forward, peak_gflops)
+    single = texts[len(texts) // 2]
+    times = time_interleaved({
+        "ours": lambda: predict_proba(model, tokenizer, [single], 1, max_length, device),
+        "reference": lambda: baseline.classify(classifier, [single], 1, max_length),
+    }, cfg.infer.warmup, cfg.infer.latency_repeats, device)
+    lat = {path: latency(ms) for path, ms in times.items()}
+    lat["example_tokens"] = count_tokens(tokenizer, [single], max_length)
+    load["after"] = machine_load()
+    best = {path: max(r, key=lambda bs: r[bs]["samples_per_sec"]) for path, r in runs.items()}
+    return {"by_batch_size": runs, "best_batch_size": best, "latency": lat, "texts": len(texts),
+            "real_tokens": n_tokens, "load": load}
+
+
+def bench_threads(spec, splits, tokenizer, merged, cfg: BenchConfig, bench_data: BenchData, precision: Precision,
+                  best_bs: int, n_linear: int, scratch: Path) -> list[dict]:
+    """Our paths pinned to each thread count, each against a matmul peak at that thread count."""
+    before = torch.get_num_threads()
+    texts = splits.test["text"].tolist()
+    n_tokens = count_tokens(tokenizer, texts, bench_data.max_length)
+    rows = []
+    try:
+        for count in cfg.threads:
+            torch.set_num_threads(count)
+            load = machine_load()
+            peak = flops.matmul_peak(precision.device, compute_dtype(precision), cfg.matmul.size, cfg.matmul.warmup,
+                                     cfg.matmul.repeats)
+            with threads.pinned(count):
+                times = time_interleaved({"ours": lambda: predict_proba(merged, tokenizer, texts, best_bs,
+                                                                        bench_data.max_length, precision.device)},
+                                         cfg.infer.warmup, cfg.infer.repeats, precision.device)
+                infer = throughput(times["ours"], len(texts), n_tokens, flops.forward_flops_per_token(n_linear),
+                                   peak.gflops)
+                short = dataclasses.replace(cfg.train, max_steps=cfg.threads_train_steps + cfg.warmup_steps)
+                model = lora_model(spec, splits.labels, precision, short, tokenizer, cfg.seed)
+                result = trainer.train(model, tokenizer, splits.train, short, precision,
+                                        bench_data.max_length, cfg.seed, scratch / f"threads-{count}")
+            train = train_summary(result, cfg.warmup_steps, flops.lora_train_flops_per_token(n_linear), peak.gflops)
+            rows.append({"threads": count, "matmul_peak_gflops": peak.gflops,
+                         "infer_samples_per_sec": infer["samples_per_sec"], "infer_mfu": infer["mfu"],
+                         "train_tokens_per_sec": train["tokens_per_sec"], "train_mfu": train["mfu"],
+                         "infer_batch_size": best_bs, "load_before": load, "load_after": machine_load()})
+            del model
+            gc.collect()
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def bench_scaling(spec, splits, tokenizer, cfg: BenchConfig, precision: Precision, n_linear: int, peak_gflops: float,
+                  scratch: Path) -> list[dict]:
+    """Our training at 1x, 2x, 4x the examples and at each max length: how cost grows with work."""
+    rows = []
+    for max_length in cfg.scaling.max_lengths:
+        for factor in cfg.scaling.factors:
+            n = cfg.scaling.examples * factor
+            model = lora_model(spec, splits.labels, precision, cfg.train, tokenizer, cfg.seed)
+            load = machine_load()
+            result = trainer.train(model, tokenizer, splits.train.head(n), cfg.train,
+                                    precision, max_length, cfg.seed, scratch / f"scaling-{max_length}-{n}")
+            summary = train_summary(result, cfg.warmup_steps, flops.lora_train_flops_per_token(n_linear), peak_gflops)
+            rows.append({"max_length": max_length, "factor": factor, "examples": n,
+                         "real_tokens": result.train_tokens, "wall_time_s": float(sum(result.step_seconds)),
+                         "tokens_per_sec": summary["tokens_per_sec_all_steps"], "mfu": summary["mfu"],
+                         "load_before": load, "load_after": machine_load()})
+            del model
+            gc.collect()
+    return rows
+
+
+def bench_qlora(spec, splits, tokenizer, cfg: BenchConfig, bench_data: BenchData, precision: Precision,
+                n_linear: int, peak_gflops: float, scratch: Path) -> dict:
+    """The same training with the body in 4-bit NF4 (QLoRA): footprint, step time, accuracy."""
+    qcfg = dataclasses.replace(cfg.train, quantization="4bit")
+    model = lora_model(spec, splits.labels, precision, qcfg, tokenizer, cfg.seed)
+    footprint = model.get_memory_footprint() / 2**20
+    load = machine_load()
+    with peak_memory(precision.device) as memory:
+        result = trainer.train(model, tokenizer, splits.train.head(bench_data.train_examples), qcfg, precision,
+                                bench_data.max_length, cfg.seed, scratch / "qlora")
+    summary = train_summary(result, cfg.warmup_steps, flops.lora_train_flops_per_token(n_linear), peak_gflops)
+    acc = accuracy(model, tokenizer, splits.validation, cfg.train.eval_batch_size, bench_data.max_length,
+                   precision.device)
+    del model
+    gc.collect()
+    return {"memory_mb": footprint, "train_peak_memory": memory, "train": summary, "val_accuracy": acc,
+            "compute_dtype": str(precision.qlora_compute_dtype).removeprefix("torch."),
+            "load_before": load, "load_after": machine_load()}
+
+

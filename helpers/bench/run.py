@@ -1,0 +1,190 @@
+"""`senticompare bench`: our training and inference path against the HF Trainer baseline (pad to max
+length), in one run on
+the same machine, model, data and seed, as a share of a matmul peak measured in the same run.
+
+One JSON per dataset and model under experiments/bench/<name>/ (and, with publish, under
+reports/benchmarks/<device>/ for committed reference results). Every phase records the
+machine's load beside its numbers: two CPU threads slow down badly when anything else runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from helpers import config
+from helpers.bench import baseline, measure
+from helpers.bench.config import BenchConfig, BenchData
+from helpers.core.device import Precision, detect_device, precision_for
+from helpers.core.environment import cpu_name, environment
+from helpers.core.io import write_json
+from helpers.core.paths import experiments_dir, reports_dir
+from helpers.data.records import DatasetSplits
+from helpers.data.splits import load_splits
+from helpers.speed import flops
+from helpers.speed.timing import machine_load, peak_memory
+from helpers.train import models, trainer
+
+TARGET_SPEEDUP = 2.0
+TARGET_MFU = 0.5
+TARGET_ACCURACY_POINTS = 0.5
+
+
+def device_name(device: str) -> str:
+    """A folder name for published results: the GPU's name, or the CPU's with its core count."""
+    name = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu {cpu_name()} {torch.get_num_threads()}t"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def bench_splits(bench_data: BenchData, cfg: BenchConfig) -> DatasetSplits:
+    """The dataset's own loader and seeded split, capped to what this bench needs."""
+    needed = max(bench_data.train_examples, cfg.scaling.examples * max(cfg.scaling.factors, default=1))
+    preset = config.Preset(name="bench", max_train=needed, max_validation=bench_data.validation_examples,
+                           max_test=bench_data.infer_examples, max_length=bench_data.max_length, balance=False,
+                           train=cfg.train, speed=config.SpeedConfig())
+    return load_splits(config.get_dataset(bench_data.id), preset, cfg.seed, cfg.data_dir)
+
+
+def chosen(model_id: str, models_listed: list[str]) -> bool:
+    return not models_listed or model_id in models_listed
+
+
+def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: BenchData, cfg: BenchConfig,
+                precision: Precision, scratch: Path) -> dict:
+    """Every measurement of one model on one dataset, in one process, one after the other."""
+    device, max_length = precision.device, bench_data.max_length
+    tokenizer = models.load_tokenizer(spec)
+    train_df = splits.train.head(bench_data.train_examples)
+    load_start = machine_load()
+    peaks_start = measure.matmul_peaks(cfg, precision)
+    peak = max(peaks_start, key=lambda p: p.gflops)
+
+    ref_model = measure.lora_model(spec, splits.labels, precision, cfg.train, tokenizer, cfg.seed)
+    n_linear = flops.linear_weights(ref_model)
+    train_flops = flops.lora_train_flops_per_token(n_linear)
+    load_ref = machine_load()
+    with peak_memory(device) as ref_memory:
+        ref_result = baseline.train_reference(ref_model, train_df, tokenizer, cfg.train, max_length, cfg.seed,
+                                                precision, scratch / "reference")
+    ref = measure.train_summary(ref_result, cfg.warmup_steps, train_flops, peak.gflops)
+    padded_tokens = ref_result.train_samples * ref_result.epochs * max_length
+    ref.update(padding_share=1.0 - ref_result.train_tokens / padded_tokens, peak_memory=ref_memory,
+               load_before=load_ref, load_after=machine_load(),
+               val_accuracy=measure.accuracy(ref_model, tokenizer, splits.validation, cfg.train.eval_batch_size, max_length,
+                                     device))
+    del ref_model
+    gc.collect()
+
+    ours_model = measure.lora_model(spec, splits.labels, precision, cfg.train, tokenizer, cfg.seed)
+    lora_footprint = ours_model.get_memory_footprint() / 2**20
+    trainable, total = models.count_parameters(ours_model)
+    load_ours = machine_load()
+    with peak_memory(device) as ours_memory:
+        ours_result = trainer.train(ours_model, tokenizer, train_df, cfg.train, precision,
+                                     max_length, cfg.seed, scratch / "ours")
+    ours = measure.train_summary(ours_result, cfg.warmup_steps, train_flops, peak.gflops)
+    ours.update(peak_memory=ours_memory, load_before=load_ours, load_after=machine_load(),
+                val_accuracy=measure.accuracy(ours_model, tokenizer, splits.validation, cfg.train.eval_batch_size,
+                                      max_length, device))
+
+    merged = measure.inference_model(ours_model, precision)
+    texts = splits.test["text"].tolist()
+    batch_sizes = sorted({min(bs, len(texts)) for bs in bench_data.batch_sizes})
+    infer = measure.bench_inference(merged, tokenizer, texts, batch_sizes, cfg, max_length, n_linear, peak.gflops, device)
+    best_ours = infer["by_batch_size"]["ours"][infer["best_batch_size"]["ours"]]
+    best_ref = infer["by_batch_size"]["reference"][infer["best_batch_size"]["reference"]]
+    extras = bench_data.extras
+    threads = (measure.bench_threads(spec, splits, tokenizer, merged, cfg, bench_data, precision,
+                             infer["best_batch_size"]["ours"], n_linear, scratch)
+               if extras and device == "cpu" and chosen(spec.id, cfg.threads_models) else [])
+    del merged, ours_model
+    gc.collect()
+    scaling = (measure.bench_scaling(spec, splits, tokenizer, cfg, precision, n_linear, peak.gflops, scratch)
+               if extras and chosen(spec.id, cfg.scaling.models) else [])
+    qlora = (measure.bench_qlora(spec, splits, tokenizer, cfg, bench_data, precision, n_linear, peak.gflops, scratch)
+             if extras and cfg.qlora else None)
+    peaks_end = measure.matmul_peaks(cfg, precision)
+
+    record = {
+        "model": spec.id,
+        "dataset": bench_data.id,
+        "seed": cfg.seed,
+        "max_length": max_length,
+        "device": device,
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "train_tokens_per_sec_ours": ours["tokens_per_sec"],
+        "train_tokens_per_sec_reference": ref["tokens_per_sec"],
+        "train_speedup": ours["tokens_per_sec"] / ref["tokens_per_sec"],
+        "val_accuracy_ours": ours["val_accuracy"],
+        "val_accuracy_reference": ref["val_accuracy"],
+        "infer_samples_per_sec_ours": best_ours["samples_per_sec"],
+        "infer_samples_per_sec_reference": best_ref["samples_per_sec"],
+        "infer_speedup": best_ours["samples_per_sec"] / best_ref["samples_per_sec"],
+        "latency_median_ms_ours": infer["latency"]["ours"]["median_ms"],
+        "latency_p99_ms_ours": infer["latency"]["ours"]["p99_ms"],
+        "latency_median_ms_reference": infer["latency"]["reference"]["median_ms"],
+        "latency_p99_ms_reference": infer["latency"]["reference"]["p99_ms"],
+        "matmul_peak_gflops": peak.gflops,
+        "train_mfu": ours["mfu"],
+        "train_mfu_reference": ref["mfu"],
+        "infer_mfu": best_ours["mfu"],
+        "infer_mfu_reference": best_ref["mfu"],
+        "lora_memory_mb": lora_footprint,
+        "qlora_memory_mb": qlora["memory_mb"] if qlora else None,
+        "targets": targets(ours, ref, best_ours, best_ref),
+        "flops": {"linear_weights": n_linear, "forward_per_token": flops.forward_flops_per_token(n_linear),
+                  "lora_train_per_token": train_flops, "trainable_params": trainable, "total_params": total},
+        "matmul_peak": {"used": dataclasses.asdict(peak), "start": [dataclasses.asdict(p) for p in peaks_start],
+                        "end": [dataclasses.asdict(p) for p in peaks_end]},
+        "train": {"ours": ours, "reference": ref},
+        "infer": infer,
+        "qlora": qlora,
+        "lora": {"memory_mb": lora_footprint, "train_peak_memory": ours_memory, "train": ours,
+                 "val_accuracy": ours["val_accuracy"]},
+        "threads_comparison": threads,
+        "scaling": scaling,
+        "data": {"source": splits.source, "fingerprint": splits.fingerprint, "train_examples": len(train_df),
+                 "validation_examples": len(splits.validation), "infer_examples": len(splits.test),
+                 "mean_real_tokens": ours_result.train_tokens / max(ours_result.epochs, 1e-9) / len(train_df)},
+        "load": {"start": load_start, "end": machine_load()},
+        "params": dataclasses.asdict(cfg),
+        "environment": environment(device),
+    }
+    return record
+
+
+def targets(ours: dict, ref: dict, best_ours: dict, best_ref: dict) -> dict[str, bool]:
+    """The issue's targets, each true when met."""
+    return {
+        "train_speedup_2x": ours["tokens_per_sec"] >= TARGET_SPEEDUP * ref["tokens_per_sec"],
+        "train_mfu_50": ours["mfu"] >= TARGET_MFU,
+        "val_accuracy_within_half_point": abs(ours["val_accuracy"] - ref["val_accuracy"]) * 100
+        <= TARGET_ACCURACY_POINTS,
+        "infer_speedup_2x": best_ours["samples_per_sec"] >= TARGET_SPEEDUP * best_ref["samples_per_sec"],
+        "infer_mfu_50": best_ours["mfu"] >= TARGET_MFU,
+    }
+
+
+def run_bench(cfg: BenchConfig, model_ids: list[str] | None = None, dataset_ids: list[str] | None = None,
+              out_dir: Path | None = None, publish: bool = False, device: str | None = None) -> list[Path]:
+    """Run every (dataset, model) of the params file; returns the JSON files written."""
+    precision = precision_for(detect_device(device))
+    out_dir = out_dir or experiments_dir() / "bench" / cfg.name
+    written = []
+    for bench_data in cfg.datasets:
+        if dataset_ids and bench_data.id not in dataset_ids:
+            continue
+        splits = bench_splits(bench_data, cfg)
+        for model_id in model_ids or cfg.models:
+            with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+                record = bench_model(config.get_model(model_id), splits, bench_data, cfg, precision, Path(scratch))
+            name = Path(bench_data.id) / f"{model_id}.json"
+            written.append(write_json(out_dir / name, record))
+            if publish:
+                written.append(write_json(reports_dir() / "benchmarks" / record["device_name"] / name, record))
+    return written

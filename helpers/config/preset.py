@@ -1,0 +1,161 @@
+"""Presets (params/presets/*.yaml): data caps, max length, and the train, speed and evaluation
+settings. A preset sets only what differs from the defaults below; every value is checked when
+the record is built, whether from a preset, a study's `overrides:` or a model's own recipe."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers.config.base import ConfigError, as_mapping, build, check, one_of, override, read_yaml
+from helpers.core.paths import PARAMS_DIR
+
+QUANTIZATIONS = {"none", "4bit"}
+TRUNCATION_SIDES = {"left", "right"}
+# temperature: confidences only, the argmax decision stays the model's; bias_temperature: per-class
+# biases too, so the decision threshold is fitted on validation as well (helpers/evaluate/calibration.py).
+RECALIBRATIONS = ("temperature", "bias_temperature")
+MIN_MAX_LENGTH = 8
+
+
+def _positive(value: Any) -> bool:
+    return value > 0
+
+
+def _at_least(low: int):
+    return lambda value: value >= low
+
+
+def _fraction(value: float) -> bool:
+    return 0 <= value < 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = 1
+    learning_rate: float = 2e-4
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    quantization: str = "none"  # none | 4bit (QLoRA: NF4 with double quantization)
+    max_steps: int = -1  # -1: as many as the epochs take
+    # LoRA on the top n transformer layers only (0: all). The backward pass stops at the lowest
+    # adapted layer, so training costs 2N + 2N*n/L FLOPs per token instead of 4N.
+    lora_layers: int = 0
+
+    def __post_init__(self) -> None:
+        check(self, [
+            ("epochs", "a positive number", _positive),
+            ("learning_rate", "a positive number", _positive),
+            ("batch_size", "a positive integer", _positive),
+            ("eval_batch_size", "a positive integer", _positive),
+            ("weight_decay", "a non-negative number", _at_least(0)),
+            ("warmup_ratio", "in [0, 1)", _fraction),
+            ("lora_r", "a positive integer", _positive),
+            ("lora_alpha", "a positive number", _positive),
+            ("lora_dropout", "in [0, 1)", _fraction),
+            ("quantization", *one_of(QUANTIZATIONS)),
+            ("max_steps", "-1 (as the epochs take) or a positive integer", lambda v: v == -1 or v > 0),
+            ("lora_layers", "0 (every layer) or a positive integer", _at_least(0)),
+        ])
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    warmup: int = 3
+    repeats: int = 20
+    batch_size: int = 32
+    max_examples: int = 128
+
+    def __post_init__(self) -> None:
+        check(self, [
+            ("warmup", "a non-negative integer", _at_least(0)),
+            ("repeats", "a positive integer", _positive),
+            ("batch_size", "a positive integer", _positive),
+            ("max_examples", "a positive integer", _positive),
+        ])
+
+
+def _square(matrix: Any) -> bool:
+    return matrix is None or (len(matrix) >= 2 and all(len(row) == len(matrix) and all(v >= 0 for v in row)
+                                                       for row in matrix))
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Calibration, selective prediction, conformal sets, costs (helpers/evaluate/uncertainty.py).
+    The cost matrix's size is checked against the dataset's classes by 03_evaluate."""
+    ece_bins: int = 15
+    conformal_alpha: float = 0.1  # prediction sets may miss the true label on at most this share of examples
+    target_accuracy: float = 0.9  # selective prediction answers only above the confidence reaching this on validation
+    cost_matrix: list[list[float]] | None = None  # true class x predicted class; None: 0 when right, 1 when wrong
+    abstain_cost: float = 0.3  # handing an example to a person costs 0.3 of a wrong answer
+    min_group_size: int = 10  # smaller groups are listed but not judged (worst group, gap)
+    baseline_shots: list[int] = field(default_factory=lambda: [0])  # causal LMs before fine-tuning: k of k-shot
+    recalibration: str = "bias_temperature"  # fitted on validation; one of RECALIBRATIONS
+
+    def __post_init__(self) -> None:
+        check(self, [
+            ("ece_bins", "a positive integer", _positive),
+            ("conformal_alpha", "in (0, 1)", lambda v: 0 < v < 1),
+            ("target_accuracy", "in (0, 1]", lambda v: 0 < v <= 1),
+            ("abstain_cost", "a non-negative number", _at_least(0)),
+            ("min_group_size", "a positive integer", _positive),
+            ("baseline_shots", "a list of non-negative integers (k of each k-shot baseline)",
+             lambda v: all(k >= 0 for k in v)),
+            ("recalibration", *one_of(RECALIBRATIONS)),
+            ("cost_matrix", "null or a square list of rows of non-negative numbers (true class x predicted class)",
+             _square),
+        ])
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    max_train: int | None
+    max_validation: int | None
+    max_test: int | None
+    max_length: int
+    balance: bool
+    train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    truncation_side: str = "right"  # left: texts longer than max_length keep their end
+    max_calibration: int | None = None  # held out for conformal prediction; None: as max_validation
+    description: str = ""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def __post_init__(self) -> None:
+        cap = "null (every row) or a positive integer"
+        check(self, [
+            *((name, cap, lambda v: v is None or v > 0)
+              for name in ("max_train", "max_validation", "max_test", "max_calibration")),
+            ("max_length", f"at least {MIN_MAX_LENGTH} tokens", _at_least(MIN_MAX_LENGTH)),
+            ("truncation_side", *one_of(TRUNCATION_SIDES)),
+        ])
+
+
+def preset_path(name_or_path: str) -> Path:
+    """A preset's file: a path to a YAML file, or the name of one in params/presets/."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"}:
+        return path
+    path = PARAMS_DIR / "presets" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (PARAMS_DIR / "presets").glob("*.yaml"))
+        raise ConfigError(f"unknown preset {name_or_path!r}; known presets: {known}")
+    return path
+
+
+def load_preset(name_or_path: str) -> Preset:
+    path = preset_path(name_or_path)
+    return build(Preset, as_mapping(read_yaml(path), str(path)), str(path), name=path.stem)
+
+
+def apply_overrides(preset: Preset, overrides: dict[str, Any], where: str = "study overrides") -> Preset:
+    """A study may override preset values, e.g. {"max_train": 64, "train": {"max_steps": 4}};
+    the result is checked like a preset."""
+    return override(preset, overrides, where)

@@ -1,0 +1,74 @@
+"""Studies (params/studies/*.yaml): models x datasets x seeds under one preset, checked against
+the registries before anything runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers.config.base import ConfigError, as_mapping, build, check, read_yaml
+from helpers.config.dataset import DatasetSpec, load_datasets
+from helpers.config.model import load_models
+from helpers.config.preset import apply_overrides, load_preset
+from helpers.core.paths import resolve
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    models: list[str]
+    datasets: list[str]
+    preset: str
+    seeds: list[int]
+    weights: dict[str, float] | None = None
+    data_dir: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
+    benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
+
+    def __post_init__(self) -> None:
+        check(self, [
+            ("models", "a list of at least one model id", bool),
+            ("datasets", "a list of at least one dataset id", bool),
+            ("seeds", "a list of at least one integer seed", bool),
+        ])
+
+
+def load_study(path: str | Path) -> Study:
+    """Read a study and check every name in it against the registries, and its overrides against
+    its preset."""
+    path = Path(path)
+    study = build(Study, as_mapping(read_yaml(path), str(path)), str(path))
+    models, datasets = load_models(), load_datasets()
+    for kind, names, registry, file in (
+        ("model", study.models, models, "params/models.yaml"),
+        ("dataset", study.datasets, datasets, "params/datasets.yaml"),
+    ):
+        for name in names:
+            if name not in registry:
+                raise ConfigError(
+                    f"{path}: unknown {kind} id {name!r}; add it to {file} or use one of {sorted(registry)}"
+                )
+    if study.holdout is not None:
+        _check_holdout(study, datasets, path)
+    for folder in study.benchmarks:
+        if not any(resolve(folder).glob("*/*.json")):
+            raise ConfigError(f"{path}: benchmarks entry {folder!r} holds no <dataset>/<model>.json; run "
+                              f"`senticompare bench --publish` to make one (reports/benchmarks/<device>/) or remove it")
+    apply_overrides(load_preset(study.preset), study.overrides, f"{path}: overrides")
+    return study
+
+
+def _check_holdout(study: Study, datasets: dict[str, DatasetSpec], path: Path) -> None:
+    """holdout names one of the study's grouped datasets and `all` or a list of its groups."""
+    hold = as_mapping(study.holdout, f"{path}: holdout")
+    groups = hold.get("groups", "all")
+    if set(hold) - {"dataset", "groups"} or not (
+            groups == "all" or (isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups))):
+        raise ConfigError(f"{path}: holdout must be {{dataset: <id>, groups: all | [<group>, ...]}} "
+                          f"(group names quoted as strings), got {hold}")
+    name = hold.get("dataset")
+    if name not in study.datasets or not datasets[name].group_column:
+        grouped = [d for d in study.datasets if datasets[d].group_column]
+        raise ConfigError(f"{path}: holdout.dataset {name!r} must be one of the study's datasets with a "
+                          f"group_column: {grouped}")

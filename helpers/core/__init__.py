@@ -1,0 +1,1 @@
+"""Shared by every stage: atomic file writes, project paths, device and precision, the recorded environment, CPU threads."""

@@ -1,0 +1,49 @@
+"""The checks that need all splits at once; errors stop the study before any training."""
+from __future__ import annotations
+
+from helpers.data.records import SPLITS, DataError, DatasetSplits, Finding
+
+
+def check_splits(splits: DatasetSplits) -> list[Finding]:
+    """The checks that need all splits at once; errors stop the study before training."""
+    findings = []
+    for name in SPLITS:
+        df = splits.split(name)
+        if df.empty:
+            raise DataError(f"dataset {splits.dataset!r}: split {name!r} is empty; lower the caps or check the source")
+        if df["label"].nunique() < 2:
+            label = splits.labels[int(df["label"].iloc[0])]
+            findings.append(Finding(
+                "error" if name == "train" else "warning", "single_class", name, len(df),
+                f"only one class ({label}) in {name}: check label_column and label_map in params/datasets.yaml, "
+                f"or raise the preset's caps"))
+        dups = int(df["text"].duplicated().sum())
+        if dups:
+            findings.append(Finding("warning", "duplicates", name, dups,
+                                    f"repeated texts within {name}; de-duplicate the source to count each once"))
+    test_texts = set(splits.test["text"])
+    for name in ("train", "validation", "calibration"):
+        leaked = int(splits.split(name)["text"].isin(test_texts).sum())
+        if leaked:
+            findings.append(Finding(
+                "warning", "leakage", name, leaked,
+                f"{name} texts that also appear in test; drop_leakage: true in the dataset entry drops them "
+                f"from train before validation and calibration are carved from it"))
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        raise DataError(f"dataset {splits.dataset!r}: " + "; ".join(f.message for f in errors))
+    return findings
+
+
+def long_texts(splits: DatasetSplits, max_length: int) -> list[Finding]:
+    """Texts with more words than max_length are truncated by any tokenizer (a word is at least
+    one token): a lower bound found before any tokenizer loads; 01_data reports each model's share."""
+    findings = []
+    for name in SPLITS:
+        longer = int((splits.split(name)["text"].str.split().str.len() > max_length).sum())
+        if longer:
+            findings.append(Finding(
+                "warning", "truncated", name, longer,
+                f"texts of more than {max_length} words, so cut at max_length (at least these); raise "
+                f"max_length in the preset or the study's overrides to keep them whole"))
+    return findings

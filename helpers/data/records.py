@@ -1,0 +1,54 @@
+"""The records every data module shares: the split names, a data check's finding, a dataset's
+splits, and the error a user can act on."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+SPLITS = ("train", "validation", "calibration", "test")
+
+
+class DataError(ValueError):
+    """The data cannot be had or is unusable; the message says what to do."""
+
+
+@dataclass
+class Finding:
+    level: str  # error | warning | info
+    check: str
+    split: str
+    count: int
+    message: str
+
+
+def empty_split() -> pd.DataFrame:
+    return pd.DataFrame({"text": pd.Series(dtype=str), "label": pd.Series(dtype=int)})
+
+
+@dataclass
+class DatasetSplits:
+    dataset: str
+    labels: list[str]
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    source: str
+    calibration: pd.DataFrame = field(default_factory=empty_split)  # for conformal prediction
+    fingerprint: str = ""
+    cache_key: str = ""
+    findings: list[Finding] = field(default_factory=list)
+
+    def split(self, name: str) -> pd.DataFrame:
+        return getattr(self, name)
+
+    def summary(self) -> pd.DataFrame:
+        """Rows and class balance per split: the top of the data card."""
+        rows = []
+        for name in SPLITS:
+            df = self.split(name)
+            counts = df["label"].value_counts()
+            row = {"split": name, "rows": len(df)}
+            row.update({label: int(counts.get(i, 0)) for i, label in enumerate(self.labels)})
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("split")

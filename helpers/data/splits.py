@@ -1,0 +1,143 @@
+"""Reproducible splits: same entry, preset and seed give the same rows anywhere.
+
+Splits the source lacks are carved from train, stratified (test, then validation, then the
+calibration split conformal prediction needs); caps and balancing follow the preset.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from helpers.config import DatasetSpec, Preset
+from helpers.core.io import atomic_write_text, read_json, write_json
+from helpers.data.checks import check_splits, long_texts
+from helpers.data.records import SPLITS, DataError, DatasetSplits, Finding, empty_split
+from helpers.data.sources import groups_of, load_standardized
+
+
+def _strata(df: pd.DataFrame, n: int) -> pd.Series | None:
+    """The labels to stratify by, when every class has two rows and both parts can hold every class."""
+    counts = df["label"].value_counts()
+    return df["label"] if counts.min() >= 2 and min(n, len(df) - n) >= len(counts) else None
+
+
+def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """A stratified subsample of n rows (all rows when n is None or larger)."""
+    if n is None or len(df) <= n:
+        return df.reset_index(drop=True)
+    kept, _ = train_test_split(df, train_size=n, stratify=_strata(df, n), random_state=seed)
+    return kept.reset_index(drop=True)
+
+
+def _carve(df: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rest, carved = train_test_split(df, test_size=n, stratify=_strata(df, n), random_state=seed)
+    return rest.reset_index(drop=True), carved.reset_index(drop=True)
+
+
+def _carve_size(cap: int | None, pool: int) -> int:
+    """The cap (else a tenth of the pool), but never more than a fifth of the pool."""
+    return min(cap or max(1, round(0.1 * pool)), pool // 5 or 1)
+
+
+def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
+    smallest = df["label"].value_counts().min()
+    return (df.groupby("label", group_keys=False).sample(n=smallest, random_state=seed)
+            .sample(frac=1, random_state=seed).reset_index(drop=True))
+
+
+def calibration_cap(preset: Preset) -> int | None:
+    return preset.max_validation if preset.max_calibration is None else preset.max_calibration
+
+
+def fingerprint(splits: DatasetSplits) -> str:
+    """A hash of exactly the rows each split holds: same fingerprint, same data. Empty splits
+    are left out, so run folders saved before the calibration split keep their fingerprint."""
+    digest = hashlib.sha256(splits.source.encode())
+    for name in SPLITS:
+        df = splits.split(name)
+        if df.empty:
+            continue
+        digest.update(name.encode())
+        digest.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).values.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _hold_out(frames: dict[str, pd.DataFrame], spec: DatasetSpec) -> dict[str, pd.DataFrame]:
+    """Leave one group out: every source row of the group is test, the other groups are train."""
+    groups = groups_of(frames)
+    if spec.holdout_group not in groups:
+        raise DataError(f"dataset {spec.id!r}: cannot hold out group {spec.holdout_group!r}; "
+                        f"name one of {groups} (values of its group_column) in the study's holdout.groups")
+    pool = pd.concat(frames.values(), ignore_index=True)
+    held = pool["group"] == spec.holdout_group
+    return {"train": pool.loc[~held].reset_index(drop=True), "test": pool.loc[held].reset_index(drop=True)}
+
+
+def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | None = None) -> DatasetSplits:
+    """Load, standardize, split and cap a dataset; same inputs give the same rows anywhere.
+    Splits the source lacks are carved from train, stratified: test, validation, calibration."""
+    loaded = load_standardized(spec, data_dir)
+    findings, frames, source = list(loaded.findings), loaded.frames, loaded.source
+    if spec.holdout_group is not None:
+        frames = _hold_out(frames, spec)
+        source = f"{source} holdout:{spec.holdout_group}"
+        findings.append(Finding("info", "holdout", "test", len(frames["test"]),
+                                f"rows of group {spec.holdout_group!r} ({spec.group_column}), the test split before "
+                                f"the max_test cap; train, validation and calibration come from the other groups"))
+    train = frames["train"]
+    if "test" not in frames:
+        train, frames["test"] = _carve(train, max(1, round(0.2 * len(train))), seed)
+    test = _sample(frames["test"], preset.max_test, seed)
+    if spec.drop_leakage:
+        leaked = train["text"].isin(set(test["text"]))
+        if leaked.any():
+            findings.append(Finding("info", "leakage_dropped", "train", int(leaked.sum()),
+                                    "train rows whose text is in test were dropped (drop_leakage)"))
+            train = train.loc[~leaked]
+    if "validation" not in frames:
+        train, frames["validation"] = _carve(train, _carve_size(preset.max_validation, len(train)), seed)
+    if "calibration" not in frames:
+        train, frames["calibration"] = _carve(train, _carve_size(calibration_cap(preset), len(train)), seed)
+    if preset.balance:
+        train = _balance(train, seed)
+    splits = DatasetSplits(
+        dataset=spec.id,
+        labels=list(spec.labels),
+        train=_sample(train, preset.max_train, seed),
+        validation=_sample(frames["validation"], preset.max_validation, seed),
+        calibration=_sample(frames["calibration"], calibration_cap(preset), seed),
+        test=test,
+        source=source,
+        cache_key=loaded.cache_key,
+    )
+    splits.findings = findings + check_splits(splits) + long_texts(splits, preset.max_length)
+    splits.fingerprint = fingerprint(splits)
+    return splits
+
+
+def save_splits(splits: DatasetSplits, folder: Path) -> None:
+    for name in SPLITS:
+        atomic_write_text(folder / f"{name}.jsonl", splits.split(name).to_json(orient="records", lines=True, force_ascii=False))
+    write_json(folder / "card.json", {
+        "dataset": splits.dataset, "labels": splits.labels, "source": splits.source,
+        "fingerprint": splits.fingerprint, "cache_key": splits.cache_key,
+        "findings": [f.__dict__ for f in splits.findings],
+    })
+
+
+def read_splits(folder: Path) -> DatasetSplits:
+    """The splits a 01_data run saved, so later stages use exactly those rows (a folder saved
+    before the calibration split existed reads with an empty one)."""
+    card_path = folder / "card.json"
+    if not card_path.is_file():
+        raise DataError(f"{folder} holds no saved splits; run notebooks/01_data first for this run_dir")
+    card = read_json(card_path)
+    frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype={"text": str, "group": str})
+              if (folder / f"{name}.jsonl").is_file() else empty_split() for name in SPLITS}
+    return DatasetSplits(
+        dataset=card["dataset"], labels=card["labels"], source=card["source"], fingerprint=card["fingerprint"],
+        cache_key=card.get("cache_key", ""), findings=[Finding(**f) for f in card["findings"]], **frames,
+    )

@@ -1,0 +1,39 @@
+"""01_data: load, check, split and save the rows every later stage uses. The notebook calls this
+and shows the result; the runner and a reviewer's papermill rerun go through the same code."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from helpers.data.records import SPLITS, DatasetSplits
+from helpers.data.splits import load_splits, save_splits
+from helpers.pipeline.run import Run
+from helpers.train.models import load_tokenizer
+
+
+def prepare_data(run: Run) -> tuple[DatasetSplits, dict[str, np.ndarray]]:
+    """01_data: load, check, split and save the rows every later stage uses; returns the
+    splits and each text's length in the model's tokens."""
+    splits = load_splits(run.dataset, run.preset, run.seed, run.data_dir)
+    save_splits(splits, run.data_folder)
+    tokenizer = load_tokenizer(run.model, run.preset.truncation_side)
+    lengths = token_lengths(splits, tokenizer)
+    run.write_stage("01_data", {
+        "dataset": splits.dataset,
+        "source": splits.source,
+        "fingerprint": splits.fingerprint,
+        "labels": splits.labels,
+        "rows": {name: len(splits.split(name)) for name in SPLITS},
+        "class_counts": splits.summary().drop(columns="rows").to_dict(orient="index"),
+        "truncated_share": {name: float((lengths[name] > run.preset.max_length).mean()) for name in SPLITS},
+        "max_length": run.preset.max_length,
+        "findings": [dataclasses.asdict(f) for f in splits.findings],
+    })
+    return splits, lengths
+
+
+def token_lengths(splits: DatasetSplits, tokenizer) -> dict[str, np.ndarray]:
+    """Untruncated length of every text in the model's own tokens, per split."""
+    return {name: np.array([len(ids) for ids in tokenizer(splits.split(name)["text"].tolist())["input_ids"]])
+            for name in SPLITS}

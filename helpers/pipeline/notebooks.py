@@ -1,0 +1,85 @@
+"""Notebooks as functions: the stage notebooks' jupytext sources made into .ipynb, and one
+executed through papermill into its run folder.
+
+The kernel talks to papermill over IPC sockets (files in Jupyter's runtime folder, removed when it
+shuts down) rather than TCP ports: nothing listens on the network, and ipykernel has no reason to
+warn, once per notebook, that its TCP traffic is unencrypted.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum
+
+from helpers.core.io import atomic_write_text
+from helpers.core.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path
+
+# Quiet the kernels: library progress bars and load reports belong in logs, not the report.
+KERNEL_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
+              "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel reached over IPC sockets instead of TCP ports on localhost."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+
+def sync_notebooks() -> dict[str, Path]:
+    """Generate notebooks/*.ipynb from the jupytext sources kept in git, where stale."""
+    paths = {}
+    for source in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")):
+        target = source.with_suffix(".ipynb")
+        if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
+            atomic_write_text(target, jupytext.writes(jupytext.read(source), fmt="ipynb"))
+        paths[source.stem] = target
+    return paths
+
+
+def reproduce_command(stage: str, run_dir: Path) -> str:
+    rel = display_path(run_dir)
+    return (f"papermill notebooks/{stage}.ipynb {shlex.quote(rel + '/' + stage + '.rerun.ipynb')} "
+            f"-f {shlex.quote(rel + '/params.yaml')} --cwd .")
+
+
+def execute_notebook(notebook: Path, output: Path, params: dict[str, Any]) -> None:
+    """papermill into a temporary file, renamed into place only when the notebook succeeds;
+    a failed execution is kept beside it as <stage>.failed.ipynb for inspection."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.stem}.tmp.ipynb")
+    env_before = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    try:
+        papermill.execute_notebook(str(notebook), str(tmp), parameters=params, kernel_name="python3",
+                                   cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False,
+                                   kernel_manager_class=IPCKernelManager)
+        os.replace(tmp, output)
+    except BaseException:
+        if tmp.exists():
+            os.replace(tmp, output.with_suffix(".failed.ipynb"))
+        raise
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def error_summary(exc: BaseException) -> str:
+    """The error a notebook raised, without papermill's cell dump."""
+    if isinstance(exc, papermill.PapermillExecutionError):
+        return f"{exc.ename}: {exc.evalue}"
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+if __name__ == "__main__":  # `make notebooks`
+    for stage, path in sync_notebooks().items():
+        print(f"{stage}: {display_path(path)}")

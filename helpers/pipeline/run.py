@@ -1,0 +1,131 @@
+"""One run: a model x dataset x seed, its parameters and its folder.
+
+A run folder holds everything a reviewer needs to rerun any stage: `params.yaml` (the
+papermill parameters), the saved splits, the adapter, each stage's JSON and notebook.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from helpers import config
+from helpers.config import DatasetSpec, ModelSpec, Preset
+from helpers.core.device import Precision, detect_device, precision_for
+from helpers.core.environment import environment
+from helpers.core.io import read_json, write_json
+from helpers.core.paths import resolve
+
+STAGES = ("01_data", "02_train", "03_evaluate", "04_speed")
+
+
+@dataclass
+class Run:
+    study: str
+    model: ModelSpec
+    dataset: DatasetSpec
+    preset: Preset
+    seed: int
+    run_dir: Path
+    data_dir: str | None
+    precision: Precision
+
+    @property
+    def data_folder(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.run_dir / "adapter"
+
+    @property
+    def device(self) -> str:
+        return self.precision.device
+
+    def stage_file(self, stage: str) -> Path:
+        return self.run_dir / "stages" / f"{stage}.json"
+
+    def write_stage(self, stage: str, record: dict[str, Any]) -> Path:
+        return write_json(self.stage_file(stage), record)
+
+    def read_stage(self, stage: str) -> dict[str, Any]:
+        path = self.stage_file(stage)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: run notebooks/{stage} for this run_dir first")
+        return read_json(path)
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch (all devices) RNGs; transformers.set_seed does the same but
+    importing it pulls in the Trainer (~10 s per notebook kernel)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
+             overrides: dict | None = None, study: str = "scratch", device: str | None = None,
+             holdout_group: str | None = None) -> Run:
+    """Resolve a stage notebook's parameters into checked records and seed every RNG.
+    Training settings: the preset's, then the model's own recipe, then the study's overrides.
+    A holdout_group makes the run leave that group out of training and test on it alone."""
+    seed_everything(seed)
+    spec = config.get_model(model)
+    resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
+    dataset_spec = config.get_dataset(dataset)
+    if holdout_group is not None:
+        dataset_spec = dataclasses.replace(dataset_spec, holdout_group=holdout_group)
+    return Run(
+        study=study,
+        model=spec,
+        dataset=dataset_spec,
+        preset=config.apply_overrides(resolved, overrides or {}),
+        seed=seed,
+        run_dir=resolve(run_dir),
+        data_dir=data_dir,
+        precision=precision_for(detect_device(device)),
+    )
+
+
+def run_params(run: Run) -> dict[str, Any]:
+    """The resolved settings of a run, recorded beside every result."""
+    return {
+        "study": run.study,
+        "model": dataclasses.asdict(run.model),
+        "dataset": dataclasses.asdict(run.dataset),
+        "preset": dataclasses.asdict(run.preset),
+        "seed": run.seed,
+        "data_dir": run.data_dir,
+        "device": run.device,
+    }
+
+
+def assemble_results(run: Run) -> dict[str, Any]:
+    """Merge the stage records into the run's results.json (the seed's result format)."""
+    data, train, evaluate, speed = (run.read_stage(stage) for stage in STAGES)
+    results = {
+        "model_name": run.model.id,
+        "dataset": run.dataset.id,
+        "seed": run.seed,
+        **{k: evaluate[k] for k in ("accuracy", "f1", "precision", "recall")},
+        **{k: speed[k] for k in ("ttft_mean_ms", "latency_median_ms", "latency_p99_ms",
+                                 "throughput_tokens_per_sec", "throughput_samples_per_sec",
+                                 "memory_allocated_mb", "memory_reserved_mb", "peak_rss_mb")},
+        "training_time_hours": train["training_time_s"] / 3600.0,
+        "trainable_params": train["trainable_params"],
+        "total_params": train["total_params"],
+        "quality": evaluate,
+        "training": train,
+        "speed": speed,
+        "data": data,
+        "data_fingerprint": data["fingerprint"],
+        "params": run_params(run),
+        "environment": environment(run.device),
+    }
+    write_json(run.run_dir / "results.json", results)
+    return results

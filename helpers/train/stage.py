@@ -1,0 +1,37 @@
+"""02_train: LoRA / QLoRA fine-tuning on the saved train split; the adapter is saved as safetensors."""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from helpers.data.splits import read_splits
+from helpers.pipeline.run import Run
+from helpers.speed.timing import machine_load, peak_rss_mb
+from helpers.train import models, trainer
+
+
+def train_model(run: Run) -> dict:
+    """02_train: LoRA/QLoRA fine-tune on the saved train split, save the adapter (safetensors)."""
+    splits = read_splits(run.data_folder)
+    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
+    cfg = run.preset.train
+    model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
+                            run.model, cfg)
+    trainable, total = models.count_parameters(model)
+    with tempfile.TemporaryDirectory(prefix="trainer-") as scratch:
+        result = trainer.train(model, tokenizer, splits.train, cfg, run.precision,
+                                run.preset.max_length, run.seed, Path(scratch))
+    model.save_pretrained(run.adapter_dir, safe_serialization=True)
+    record = {
+        **dataclasses.asdict(result),
+        "train_tokens_per_sec": result.train_tokens / result.training_time_s,
+        "train_samples_per_sec": result.train_samples * result.epochs / result.training_time_s,
+        "trainable_params": trainable,
+        "total_params": total,
+        "quantization": cfg.quantization,
+        "load": machine_load(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    run.write_stage("02_train", record)
+    return record
