@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 
 from helpers.core.paths import PARAMS_DIR
 
@@ -57,22 +58,42 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+ENVIRONMENT = """environment variables:
+  SENTICOMPARE_DATA_DIR     local data mirror laid out like ../shared/datasets (or a study's data_dir)
+  SENTICOMPARE_EXPERIMENTS  where run folders go (default: experiments/)
+  SENTICOMPARE_REPORTS      where reports go (default: reports/)
+  SENTICOMPARE_CACHE        converted model weights and loaded data (default: .cache/)
+  SENTICOMPARE_DATA_CACHE   loaded, standardized datasets (default: $SENTICOMPARE_CACHE/data)
+  SENTICOMPARE_THREADS      CPU threads: a number pins it, `auto` follows the load (default: torch's own)
+  SENTICOMPARE_GIT_COMMIT   the commit a copied tree was made from (recorded instead of asking git)
+  HF_HUB_OFFLINE=1          never try the Hugging Face hub (hub datasets then need the mirror)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="senticompare",
         description="Fine-tune small language models with LoRA/QLoRA and compare them: quality, speed, cost.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run", help="run a study end to end (stage notebooks per model, comparison, HTML + PDF report)",
-        description="Executes notebooks/01..04 per dataset x model x seed with papermill into "
+        description=textwrap.fill("Executes notebooks/01..04 per dataset x model x seed with papermill into "
                     "experiments/<study>/<dataset>/<model>/, then 05_compare per dataset, then writes "
-                    "reports/<study>.html and .pdf. Finished runs are reused; a failed model is recorded "
-                    "and the others go on; the exit status is 1 when any model failed.",
+                    "reports/<study>.html and .pdf. Every dataset is loaded and checked before any training. "
+                    "Finished runs are reused; a failed model is recorded and the others go on; the exit "
+                    "status is 1 when any model failed, 2 when the study could not start. One run of a study "
+                    "at a time: a second one refuses, naming the first one's pid."),
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("study", help=f"a study YAML, e.g. {PARAMS_DIR.name}/studies/default.yaml")
-    run.add_argument("--force", action="store_true", help="rerun runs that already have results")
+    run.add_argument("study", help=f"a study YAML, e.g. {PARAMS_DIR.name}/studies/default.yaml, or a study's name "
+                                   f"in {PARAMS_DIR.name}/studies/ (e.g. default)")
+    run.add_argument("--force", action="store_true",
+                     help="rerun runs that already have results; each finished run is replaced only when its new "
+                          "run has finished (if the new one fails or is killed, the old results stay)")
     run.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report")
     run.set_defaults(func=_run)
     data = sub.add_parser("data", help="load and check a dataset, print its card",
@@ -109,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from helpers.config import ConfigError
     from helpers.data.records import DataError
+    from helpers.pipeline.lock import StudyLocked
+    from helpers.report.stitch import ReportError
     from helpers.train.models import ModelError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, ModelError) as exc:
+    except (ConfigError, DataError, ModelError, StudyLocked, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

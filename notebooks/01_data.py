@@ -31,11 +31,12 @@ from IPython.display import Markdown, display
 from helpers.data.stage import prepare_data
 from helpers.pipeline.run import open_run
 from helpers.report import plots
+from helpers.report.escape import md
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 splits, lengths = prepare_data(run)
-display(Markdown(f"**{splits.dataset}** from `{splits.source}` · fingerprint `{splits.fingerprint}` · "
-                 f"max length {run.preset.max_length} tokens of `{run.model.id}`"))
+display(Markdown(f"**{md(splits.dataset)}** from {md(splits.source)} · fingerprint {md(splits.fingerprint)} · "
+                 f"max length {run.preset.max_length} tokens of {md(run.model.id)}"))
 splits.summary()
 
 # %% [markdown]

@@ -36,6 +36,7 @@ from IPython.display import Markdown, display
 from helpers.evaluate.stage import SUMMARY_KEYS, evaluate_model, reliability_before_after
 from helpers.pipeline.run import open_run
 from helpers.report import plots
+from helpers.report.escape import md
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 record, predictions = evaluate_model(run)
@@ -89,7 +90,7 @@ if "per_group" in record:
     groups = pd.DataFrame(record["per_group"]["groups"]).T
     display(Markdown(f"{len(groups)} groups judged, {len(record['per_group']['small_groups'])} below "
                      f"{record['per_group']['min_group_size']} examples; worst group by accuracy: "
-                     f"{record['per_group']['worst_group'].get('accuracy', 'none judged')}"))
+                     f"{md(record['per_group']['worst_group'].get('accuracy', 'none judged'))}"))
     if len(groups):
         display(groups)
 else:

@@ -29,9 +29,10 @@ from helpers.compare import views
 from helpers.compare.stage import compare_dataset
 from helpers.core.paths import resolve
 from helpers.report import plots
+from helpers.report.escape import md
 
 found = compare_dataset(resolve(study_dir), weights)
-display(Markdown(f"**{len(found.table)}** model(s) finished on **{dataset}** ({len(found.runs)} run(s)), "
+display(Markdown(f"**{len(found.table)}** model(s) finished on **{md(dataset)}** ({len(found.runs)} run(s)), "
                  f"**{len(found.failures)}** failed."))
 
 # %% [markdown]

@@ -99,8 +99,8 @@ def test_hub_loader_parses_what_load_dataset_returns(mirror, monkeypatch, own_da
 
 def test_joined_text_columns(tmp_path):
     path = tmp_path / "amazon.jsonl"
-    pd.DataFrame({"title": ["Great", "Awful"] * 10, "content": ["works well", "broke in a day"] * 10,
-                  "label": [1, 0] * 10}).to_json(path, orient="records", lines=True)
+    pd.DataFrame({"title": ["Great", "Awful"] * 30, "content": ["works well", "broke in a day"] * 30,
+                  "label": [1, 0] * 30}).to_json(path, orient="records", lines=True)
     spec = dataclasses.replace(config.get_dataset("amazon_polarity"), source="file", path=str(path))
     splits = data.load_splits(spec, preset(max_validation=4), seed=1)
     assert set(splits.train["text"]) == {"Great. works well", "Awful. broke in a day"}

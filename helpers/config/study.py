@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.config.base import ConfigError, as_mapping, build, check, read_yaml
+from helpers import metrics
+from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, read_yaml, unique
 from helpers.config.dataset import DatasetSpec, load_datasets
 from helpers.config.model import load_models
 from helpers.config.preset import apply_overrides, load_preset
-from helpers.core.paths import resolve
+from helpers.core.paths import PARAMS_DIR, resolve
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,36 @@ class Study:
 
     def __post_init__(self) -> None:
         check(self, [
-            ("models", "a list of at least one model id", bool),
-            ("datasets", "a list of at least one dataset id", bool),
-            ("seeds", "a list of at least one integer seed", bool),
+            ("name", f"{ID_RULE}: it names the study's folder under experiments/ and its report", is_id),
+            ("models", "a list of at least one model id, each once", lambda v: bool(v) and unique(v)),
+            ("datasets", "a list of at least one dataset id, each once", lambda v: bool(v) and unique(v)),
+            ("seeds", "a list of at least one integer seed, each once", lambda v: bool(v) and unique(v)),
+            ("weights", "null or non-negative weights of registered metrics that sum to more than 0",
+             lambda v: v is None or (all(w >= 0 for w in v.values()) and sum(v.values()) > 0)),
         ])
+        unknown = sorted(set(self.weights or {}) - set(metrics.METRICS))
+        if unknown:
+            raise ConfigError(f"weights name unknown metric(s) {unknown}; use keys of helpers/metrics.py, e.g. "
+                              f"{metrics.keys(source='top')}")
+
+
+def study_path(name_or_path: str | Path) -> Path:
+    """A study's file: a path to a YAML file, or the name of one in params/studies/ (`default`)."""
+    path = Path(name_or_path)
+    if path.is_file() or path.suffix in {".yaml", ".yml"}:
+        return path
+    named = PARAMS_DIR / "studies" / f"{name_or_path}.yaml"
+    if named.is_file():
+        return named
+    known = sorted(p.stem for p in (PARAMS_DIR / "studies").glob("*.yaml"))
+    raise ConfigError(f"no study file {str(name_or_path)!r}; give a path to a study YAML or one of the studies in "
+                      f"params/studies/: {known}")
 
 
 def load_study(path: str | Path) -> Study:
-    """Read a study and check every name in it against the registries, and its overrides against
-    its preset."""
-    path = Path(path)
+    """Read a study (a path, or a name from params/studies/) and check every name in it against the
+    registries, and its overrides against its preset."""
+    path = study_path(path)
     study = build(Study, as_mapping(read_yaml(path), str(path)), str(path))
     models, datasets = load_models(), load_datasets()
     for kind, names, registry, file in (

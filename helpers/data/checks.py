@@ -3,14 +3,23 @@ from __future__ import annotations
 
 from helpers.data.records import SPLITS, DataError, DatasetSplits, Finding
 
+# Fewer test rows judge nothing: one row gives accuracy 0 or 1 with a CI of [0, 0] or [1, 1], and
+# each row moves the accuracy by 10 points at this size already.
+MIN_TEST_ROWS = 10
 
-def check_splits(splits: DatasetSplits) -> list[Finding]:
-    """The checks that need all splits at once; errors stop the study before training."""
+
+def check_splits(splits: DatasetSplits, min_test_rows: int = MIN_TEST_ROWS) -> list[Finding]:
+    """The checks that need all splits at once; errors stop the study before training. The bench,
+    which judges no model on its test rows, lowers `min_test_rows`."""
     findings = []
     for name in SPLITS:
         df = splits.split(name)
         if df.empty:
             raise DataError(f"dataset {splits.dataset!r}: split {name!r} is empty; lower the caps or check the source")
+        if name == "test" and len(df) < min_test_rows:
+            raise DataError(f"dataset {splits.dataset!r}: the test split has {len(df)} row(s), fewer than the "
+                            f"{min_test_rows} needed to judge a model; raise max_test in the preset or the study's "
+                            f"overrides, or give the dataset more rows")
         if df["label"].nunique() < 2:
             label = splits.labels[int(df["label"].iloc[0])]
             findings.append(Finding(

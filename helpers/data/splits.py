@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from helpers.config import DatasetSpec, Preset
 from helpers.core.io import atomic_write_text, read_json, write_json
-from helpers.data.checks import check_splits, long_texts
+from helpers.data.checks import MIN_TEST_ROWS, check_splits, long_texts
 from helpers.data.records import SPLITS, DataError, DatasetSplits, Finding, empty_split
 from helpers.data.sources import groups_of, load_standardized
 
@@ -76,7 +76,8 @@ def _hold_out(frames: dict[str, pd.DataFrame], spec: DatasetSpec) -> dict[str, p
     return {"train": pool.loc[~held].reset_index(drop=True), "test": pool.loc[held].reset_index(drop=True)}
 
 
-def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | None = None) -> DatasetSplits:
+def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | None = None,
+                min_test_rows: int = MIN_TEST_ROWS) -> DatasetSplits:
     """Load, standardize, split and cap a dataset; same inputs give the same rows anywhere.
     Splits the source lacks are carved from train, stratified: test, validation, calibration."""
     loaded = load_standardized(spec, data_dir)
@@ -113,7 +114,7 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
         source=source,
         cache_key=loaded.cache_key,
     )
-    splits.findings = findings + check_splits(splits) + long_texts(splits, preset.max_length)
+    splits.findings = findings + check_splits(splits, min_test_rows) + long_texts(splits, preset.max_length)
     splits.fingerprint = fingerprint(splits)
     return splits
 

@@ -7,7 +7,6 @@ trained on the other groups and tested on that group alone.
 """
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from helpers import config
 from helpers.config import Study
 from helpers.core.io import read_json
 from helpers.data.sources import group_values
+from helpers.report.escape import md
 
 SEPARATOR = "@holdout-"
 
@@ -91,9 +91,9 @@ def report_markdown(study_dir: Path, dataset: str) -> str | None:
         "in_dist_accuracy": "accuracy (in-distribution, all groups)",
         "in_dist_f1": "macro F1 (in-distribution, all groups)",
     }).round(3)
-    return (f"## Leave-one-group-out on {html.escape(dataset)}\n\n"
+    return (f"## Leave-one-group-out on {md(dataset)}\n\n"
             f"Each held-out run trains on the other groups and is tested on its group alone; the "
             f"in-distribution run trains on all groups. Its scores on the same group's rows of its own test "
             f"split compare like with like (mind their count). The runs are in "
-            f"`{html.escape(dataset)}{SEPARATOR}<group>/`.\n\n"
+            f"{md(dataset)}{SEPARATOR}&lt;group&gt;/.\n\n"
             + view.to_html(index=False, na_rep="–", border=0))

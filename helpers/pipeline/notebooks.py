@@ -1,21 +1,27 @@
 """Notebooks as functions: the stage notebooks' jupytext sources made into .ipynb, and one
 executed through papermill into its run folder.
 
-The kernel talks to papermill over IPC sockets (files in Jupyter's runtime folder, removed when it
-shuts down) rather than TCP ports: nothing listens on the network, and ipykernel has no reason to
-warn, once per notebook, that its TCP traffic is unencrypted.
+The kernel talks to papermill over IPC sockets rather than TCP ports: nothing listens on the
+network, and ipykernel has no reason to warn, once per notebook, that its TCP traffic is
+unencrypted. Its connection file and sockets live in a folder of the runner's own
+(`<tmp>/senticompare-kernels/<pid>/`, short enough for a socket path), removed when the kernel
+shuts down; what a killed runner left there is removed by the next runner.
 """
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import tempfile
 import traceback
+import uuid
 from pathlib import Path
 from typing import Any
 
 import jupytext
 import papermill
 from jupyter_client.manager import AsyncKernelManager
+import psutil
 from traitlets import CaselessStrEnum
 
 from helpers.core.io import atomic_write_text
@@ -26,10 +32,31 @@ KERNEL_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "fals
               "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 
 
+def kernels_root() -> Path:
+    return Path(tempfile.gettempdir()) / "senticompare-kernels"
+
+
+def clean_kernel_leftovers() -> list[Path]:
+    """Remove the kernel files of runners that are no longer running; returns what was removed."""
+    removed = []
+    for folder in kernels_root().glob("*"):
+        if folder.name.isdigit() and not psutil.pid_exists(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 class IPCKernelManager(AsyncKernelManager):
-    """A kernel reached over IPC sockets instead of TCP ports on localhost."""
+    """A kernel reached over IPC sockets instead of TCP ports on localhost, its files in this
+    runner's own folder."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        folder = kernels_root() / str(os.getpid())
+        folder.mkdir(parents=True, exist_ok=True)
+        self.connection_file = str(folder / f"k-{uuid.uuid4().hex[:8]}.json")
 
 
 def sync_notebooks() -> dict[str, Path]:

@@ -2,11 +2,19 @@
 then the comparison per dataset, then the report.
 
 Finished runs are reused (their params.yaml must match), every written file lands atomically,
-and a model whose notebook fails is recorded as failed while the others go on.
+and a model whose notebook fails is recorded as failed while the others go on. Before any
+training, every dataset is loaded and checked for every seed. One runner holds a study at a time
+(helpers/pipeline/lock.py). `--force` replaces a finished run only once its new run has finished:
+the old folder waits in `<study>/.replaced/` meanwhile and comes back if the new run fails or is
+killed (at the next start of the study). What a killed attempt left in a run folder (temporary
+notebooks, a half-trained adapter, stage records) is cleared before the run executes again.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +27,20 @@ from helpers.config import Study
 from helpers.core.io import atomic_write_text, write_json, write_yaml
 from helpers.core.paths import bench_notebook, display_path, experiments_dir, reports_dir, resolve
 from helpers.pipeline import holdout
-from helpers.pipeline.notebooks import error_summary, execute_notebook, reproduce_command, sync_notebooks
+from helpers.data import load_splits
+from helpers.pipeline.lock import study_lock
+from helpers.pipeline.notebooks import (clean_kernel_leftovers, error_summary, execute_notebook, reproduce_command,
+                                        sync_notebooks)
 from helpers.pipeline.run import STAGES
 
 log = logging.getLogger(__name__)
 COMPARE_STAGE = "05_compare"
 BENCH_STAGE = "06_bench"
+REPLACED = ".replaced"  # finished runs being replaced under --force, until their new run finishes
+FAILED_ATTEMPTS = ".failed-attempts"  # a --force attempt that failed, kept for inspection
+# What an attempt leaves in a run folder that must not mix with the next one (e.g. in the report).
+ATTEMPT_FILES = ("results.json", "failed.json", "predictions.csv", "0*_*.ipynb", ".0*_*.tmp.ipynb", "stages",
+                 "adapter", ".adapter.tmp", ".trainer-*")
 
 
 @dataclass
@@ -78,8 +94,37 @@ def plan_runs(study: Study) -> list[RunPlan]:
     return plans
 
 
-def _prepare_run_dir(plan: RunPlan, force: bool) -> bool:
-    """True when the run must execute; False when its finished results are reused."""
+def _aside(study_root: Path, run_dir: Path, kind: str) -> Path:
+    return study_root / kind / run_dir.relative_to(study_root)
+
+
+def recover_replaced(study_root: Path) -> list[Path]:
+    """Finish what a killed `--force` left: a run whose new attempt did not finish gets its old
+    folder back; one whose new attempt finished loses the old copy. Returns the restored runs."""
+    restored = []
+    for backup in sorted(p.parent for p in (study_root / REPLACED).glob("**/params.yaml")):
+        run_dir = study_root / backup.relative_to(study_root / REPLACED)
+        if (run_dir / "results.json").is_file():
+            shutil.rmtree(backup)
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(backup, run_dir)
+        restored.append(run_dir)
+        log.warning("%s: an interrupted --force left it unfinished; its previous results are restored", run_dir)
+    return restored
+
+
+def clear_attempt(run_dir: Path) -> None:
+    """Remove what an earlier attempt left in a run folder (the saved data splits stay: 01_data rewrites them)."""
+    for pattern in ATTEMPT_FILES:
+        for path in run_dir.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _prepare_run_dir(plan: RunPlan, force: bool, study_root: Path) -> bool:
+    """True when the run must execute; False when its finished results are reused. Under --force a
+    finished run is moved aside (see the module docstring), never deleted before its replacement exists."""
     params_file = plan.run_dir / "params.yaml"
     results = plan.run_dir / "results.json"
     if results.exists() and not force:
@@ -90,11 +135,12 @@ def _prepare_run_dir(plan: RunPlan, force: bool) -> bool:
             f"{plan.run_dir} holds results made with other parameters; rerun with --force to replace "
             f"them, or give the study another name"
         )
-    # What an earlier attempt left must not mix with this one (e.g. in the report).
-    stale = [plan.run_dir / name for name in ("results.json", "failed.json", "predictions.csv")]
-    stale += list(plan.run_dir.glob("0*_*.ipynb")) + list(plan.run_dir.glob("stages/*.json"))
-    for path in stale:
-        path.unlink(missing_ok=True)
+    if results.exists():
+        backup = _aside(study_root, plan.run_dir, REPLACED)
+        shutil.rmtree(backup, ignore_errors=True)
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(plan.run_dir, backup)
+    clear_attempt(plan.run_dir)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(params_file, plan.params)
     atomic_write_text(plan.run_dir / "reproduce.sh", "#!/usr/bin/env bash\n# Rerun any stage of this run from the project root.\nset -e\n"
@@ -102,13 +148,53 @@ def _prepare_run_dir(plan: RunPlan, force: bool) -> bool:
     return True
 
 
+def _settle(plan: RunPlan, study_root: Path, succeeded: bool) -> None:
+    """After a run executed: drop the copy it replaced, or, when it failed, put that copy back and
+    keep the failed attempt under .failed-attempts/ for inspection."""
+    backup = _aside(study_root, plan.run_dir, REPLACED)
+    if not backup.exists():
+        return
+    if succeeded:
+        shutil.rmtree(backup)
+        return
+    kept = _aside(study_root, plan.run_dir, FAILED_ATTEMPTS)
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(plan.run_dir, kept)
+    os.replace(backup, plan.run_dir)
+    log.warning("%s: the --force attempt failed; the previous results are kept (the attempt is in %s)",
+                plan.run_dir, kept)
+
+
+def check_data(study: Study) -> None:
+    """Load and check every dataset of the study for every seed (and held-out group) before any
+    training: a data error stops the study here, once, not inside each model's 01_data."""
+    preset = config.apply_overrides(config.load_preset(study.preset), study.overrides)
+    specs = [config.get_dataset(name) for name in study.datasets]
+    for group in holdout.groups(study):
+        spec = config.get_dataset(study.holdout["dataset"])
+        specs.append(dataclasses.replace(spec, holdout_group=group))
+    for spec in specs:
+        for seed in study.seeds:
+            load_splits(spec, preset, seed, study.data_dir)
+
+
 def run_study(study_path: str | Path, force: bool = False, report: bool = True) -> StudyOutcome:
     """Run a study end to end; see `senticompare run --help`."""
     study = config.load_study(study_path)
+    root = study_dir(study)
+    with study_lock(root, study.name):
+        check_data(study)
+        clean_kernel_leftovers()
+        recover_replaced(root)
+        return _run(study, root, force, report)
+
+
+def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
     notebooks = sync_notebooks()
     plans = plan_runs(study)
     outcome = StudyOutcome(study.name)
-    todo = [plan for plan in plans if _prepare_run_dir(plan, force)]
+    todo = [plan for plan in plans if _prepare_run_dir(plan, force, root)]
     outcome.reused = [plan for plan in plans if plan not in todo]
     bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo)
     for plan in todo:
@@ -122,23 +208,25 @@ def run_study(study_path: str | Path, force: bool = False, report: bool = True) 
                 write_json(plan.run_dir / "failed.json", {"stage": stage, "error": error, "params": plan.params})
                 outcome.failed.append((plan, stage, error))
                 bar.update(len(STAGES) - i)
+                _settle(plan, root, succeeded=False)
                 break
             bar.update(1)
         else:
+            _settle(plan, root, succeeded=True)
             outcome.done.append(plan)
     bar.close()
     for dataset in study.datasets:
-        compare_dir = study_dir(study) / dataset
+        compare_dir = root / dataset
         execute_notebook(notebooks[COMPARE_STAGE], compare_dir / f"{COMPARE_STAGE}.ipynb", {
             "study": study.name, "dataset": dataset,
             "study_dir": display_path(compare_dir),
             "weights": study.weights or {}, "seed": study.seeds[0],
         })
     for folder in study.benchmarks:
-        execute_notebook(notebooks[BENCH_STAGE], bench_notebook(study_dir(study), folder),
+        execute_notebook(notebooks[BENCH_STAGE], bench_notebook(root, folder),
                          {"bench_dir": display_path(resolve(folder))})
     if report:
         from helpers.report.stitch import build_report
 
-        outcome.report_html, outcome.report_pdf = build_report(study, study_dir(study), reports_dir())
+        outcome.report_html, outcome.report_pdf = build_report(study, root, reports_dir())
     return outcome

@@ -9,9 +9,9 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from helpers.compare.ranking import normalize
-from helpers.metrics import title
 from helpers.evaluate.calibration import reliability_ece
 from helpers.evaluate.selective import curve_area
+from helpers.metrics import title
 
 MAX_MARKER_AREA = 600.0
 MIN_MARKER_AREA = 20.0

@@ -7,7 +7,6 @@ Text that comes from data or errors is HTML-escaped before it enters the report.
 """
 from __future__ import annotations
 
-import html
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from helpers.core.io import atomic_write_bytes, atomic_write_text, read_json
 from helpers.core.paths import bench_notebook
 from helpers.pipeline import holdout
 from helpers.pipeline.run import STAGES
+from helpers.report.escape import html_text, md
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Wide tables wrap instead of scrolling, so the PDF shows every column.
@@ -62,12 +62,12 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells.append(_markdown(
-        f"# SentiCompare study: {html.escape(study.name)}\n\n"
-        f"Models: {', '.join(map(html.escape, study.models))} · datasets: {', '.join(map(html.escape, study.datasets))}"
-        f" · preset: {html.escape(study.preset)} · seeds: {', '.join(map(str, study.seeds))}"))
+        f"# SentiCompare study: {md(study.name)}\n\n"
+        f"Models: {', '.join(map(md, study.models))} · datasets: {', '.join(map(md, study.datasets))}"
+        f" · preset: {md(study.preset)} · seeds: {', '.join(map(md, study.seeds))}"))
     for dataset in study.datasets:
         dataset_dir = study_dir / dataset
-        nb.cells.append(_markdown(f"# Comparison on {html.escape(dataset)}"))
+        nb.cells.append(_markdown(f"# Comparison on {md(dataset)}"))
         compare = dataset_dir / "05_compare.ipynb"
         if compare.exists():
             nb.cells.extend(_cells(compare))
@@ -75,11 +75,11 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
         if held_out:
             nb.cells.append(_markdown(held_out))
         for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
-            nb.cells.append(_markdown(f"# {html.escape(run_dir.name)} on {html.escape(dataset)}"))
+            nb.cells.append(_markdown(f"# {md(run_dir.name)} on {md(dataset)}"))
             if (run_dir / "failed.json").exists():
                 failure = read_json(run_dir / "failed.json")
                 nb.cells.append(_markdown(
-                    f"**Failed in {html.escape(failure['stage'])}:**\n\n<pre>{html.escape(failure['error'])}</pre>"))
+                    f"**Failed in {md(failure['stage'])}:**\n\n<pre>{html_text(failure['error'])}</pre>"))
             for stage in STAGES:
                 path = run_dir / f"{stage}.ipynb"
                 if path.exists():
@@ -88,7 +88,7 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
     for folder in study.benchmarks:
         path = bench_notebook(study_dir, folder)
         if path.exists():
-            nb.cells.append(_markdown(f"# Benchmark: our path against the HF Trainer baseline ({html.escape(Path(folder).name)})"))
+            nb.cells.append(_markdown(f"# Benchmark: our path against the HF Trainer baseline ({md(Path(folder).name)})"))
             nb.cells.extend(_cells(path))
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i}"  # stitched notebooks repeat ids; nbformat wants them unique
@@ -122,7 +122,11 @@ def html_to_pdf(html_path: Path, pdf_path: Path, timeout: int = 180) -> Path:
             f"--user-data-dir={profile}", "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
             f"--print-to-pdf={tmp_pdf}", html_path.resolve().as_uri(),
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"Chromium did not finish printing {html_path} within {timeout} s; the HTML report is "
+                              f"complete: open it, or run the study again to retry the PDF") from None
         if not tmp_pdf.exists() or tmp_pdf.stat().st_size == 0:
             raise ReportError(f"Chromium did not write the PDF (exit {done.returncode}): {done.stderr[-2000:]}")
         atomic_write_bytes(pdf_path, tmp_pdf.read_bytes())

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,10 +21,12 @@ def train_model(run: Run) -> dict:
     model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
                             run.model, cfg)
     trainable, total = models.count_parameters(model)
-    with tempfile.TemporaryDirectory(prefix="trainer-") as scratch:
+    # Scratch space in the run folder, so a killed training leaves nothing elsewhere (the runner
+    # clears `.trainer-*` before the next attempt).
+    with tempfile.TemporaryDirectory(prefix=".trainer-", dir=run.run_dir) as scratch:
         result = trainer.train(model, tokenizer, splits.train, cfg, run.precision,
-                                run.preset.max_length, run.seed, Path(scratch))
-    model.save_pretrained(run.adapter_dir, safe_serialization=True)
+                               run.preset.max_length, run.seed, Path(scratch))
+    save_adapter(model, run.adapter_dir)
     record = {
         **dataclasses.asdict(result),
         "train_tokens_per_sec": result.train_tokens / result.training_time_s,
@@ -35,3 +39,14 @@ def train_model(run: Run) -> dict:
     }
     run.write_stage("02_train", record)
     return record
+
+
+def save_adapter(model, adapter_dir: Path) -> Path:
+    """Write the adapter beside its place and move it in whole, so a later stage never reads half
+    of one (an earlier adapter is replaced only once the new one is complete)."""
+    tmp = adapter_dir.with_name(".adapter.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    os.replace(tmp, adapter_dir)
+    return adapter_dir
