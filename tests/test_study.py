@@ -1,13 +1,16 @@
 """End to end: a tiny study through papermill on real packaged models and the SST-2 mirror."""
 from __future__ import annotations
 
+import html as html_lib
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import yaml
+from bs4 import BeautifulSoup
 
 from helpers.compare import runs as run_table
 from helpers.core import paths
@@ -134,10 +137,44 @@ def test_report_has_every_model_and_the_failure(tiny_study):
     for text in ("minilm-l6", "smollm2-135m", "distilbert-base", "Failed in 01_data", "Ranking",
                  "McNemar p vs majority"):
         assert text in html
-    bench = html.split("Benchmark: our path against the HF Trainer baseline")[1]  # the committed results' section
+    bench = html.split("Appendix B: benchmarks")[-1]  # the committed results' section (after the contents)
     assert "cpu-amd-epyc-2t" in bench and "gemma3-270m" in bench and "train speedup" in bench
     assert "tags=[\"parameters\"]" not in html and "open_run(" not in html  # code is hidden
     assert (paths.reports_dir() / "tiny.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def pdf_words(pdf) -> list[tuple[int, float, float, str]]:
+    """Every word of a PDF with its page, right edge and the page's width (pdftotext -bbox)."""
+    xml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    words = []
+    for number, (width, body) in enumerate(re.findall(r'<page width="([\d.]+)" height="[\d.]+">(.*?)</page>', xml,
+                                                      flags=re.S), start=1):
+        words += [(number, float(x_max), float(width), html_lib.unescape(word)) for x_max, word in
+                  re.findall(r'<word xMin="[\d.]+" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">(.*?)</word>', body)]
+    return words
+
+
+def tokens(text: str) -> set[str]:
+    """Word characters only: a header wrapped at a hyphen or a quote prints as two words."""
+    return set(re.findall(r"[^\W_]+", text))
+
+
+def test_report_answers_on_page_one_and_clips_no_column(tiny_study):
+    pdf, html = paths.reports_dir() / "tiny.pdf", (paths.reports_dir() / "tiny.html").read_text()
+    words = pdf_words(pdf)
+    first = " ".join(word for page, _, _, word in words if page == 1)
+    assert "Verdict" in first and "most accurate" in first and "Ranking on sst2" in first
+    assert "accuracy (95 % CI)" in first and "p vs majority" in first
+    images = subprocess.run(["pdfimages", "-list", "-f", "1", "-l", "1", str(pdf)], capture_output=True, text=True,
+                            check=True).stdout.splitlines()[2:]
+    assert len(images) >= 1  # the headline figure
+    assert [word for _, right, width, word in words if right > width + 0.5] == []  # nothing beyond the page
+    printed = tokens(" ".join(word for *_, word in words))
+    headers = tokens(" ".join(th.get_text(" ") for th in BeautifulSoup(html, "html.parser").select("th")))
+    assert headers - printed == set()  # every column header of every table is in the PDF
+    assert "Alternative text is missing" not in html and 'alt="No description' not in html
+    anchors = set(re.findall(r'<a id="(section-\d+)"', html))
+    assert anchors and set(re.findall(r'href="#(section-\d+)"', html)) == anchors  # the contents link every section
 
 
 def test_rerun_reuses_finished_work(tiny_study):

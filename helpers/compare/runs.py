@@ -19,7 +19,7 @@ from helpers.core.io import read_json
 from helpers.evaluate import calibration, selective, significance
 
 GROUP_METRICS = ("accuracy", "f1", "ece")
-BASELINE_COLUMN = re.compile(r"^baseline_(?P<setting>.+)_(?P<metric>accuracy|f1|ece|brier|nll)$")
+BASELINE_COLUMN = re.compile(r"^baseline_(?P<setting>\d+-shot)_(?P<metric>.+)$")  # e.g. baseline_0-shot_f1
 RUN_COLUMNS = ["model", "seed", "run"]
 
 

@@ -97,15 +97,28 @@ def baseline_view(aggregated: pd.DataFrame) -> pd.DataFrame:
 
 def group_view(aggregated: pd.DataFrame) -> pd.DataFrame:
     """Worst group and largest gap between groups per model, where the dataset has groups."""
-    if "groups_judged" not in aggregated or aggregated["groups_judged"].isna().all():
-        return pd.DataFrame()
+    if "groups_judged" not in aggregated or not (aggregated["groups_judged"].fillna(0) > 0).any():
+        return pd.DataFrame()  # no group column, or no group large enough to judge
     columns = {}
     for key in GROUP_METRICS:
         label = metric(key).label
         columns.update({f"worst-group {label}": f"worst_{key}", f"{label} gap": f"gap_{key}"})
     view = _view(aggregated, columns)
-    view.insert(0, "groups judged", aggregated["groups_judged"].round(1).to_numpy())
-    view.insert(1, "groups too small", aggregated["groups_small"].round(1).to_numpy())
+    view.insert(0, "groups judged", aggregated["groups_judged"].round().astype("Int64").to_numpy())
+    view.insert(1, "groups too small", aggregated["groups_small"].round().astype("Int64").to_numpy())
     if "worst_group_accuracy" in aggregated:
         view.insert(2, "worst group (accuracy)", aggregated["worst_group_accuracy"].fillna("").to_numpy())
     return view
+
+
+PAIRWISE_LABELS = {"seed": "seed", "model_a": "model A", "model_b": "model B", "a_only_correct": "only A right",
+                   "b_only_correct": "only B right", "p_value": "p (exact McNemar)", "p_holm": "p (Holm-corrected)",
+                   "significant": "significant at 0.05"}
+
+
+def pairwise_view(pairwise: pd.DataFrame) -> pd.DataFrame:
+    """The paired tests with readable column names, p to two significant digits."""
+    view = pairwise.rename(columns=PAIRWISE_LABELS)
+    for column in ("p (exact McNemar)", "p (Holm-corrected)"):
+        view[column] = view[column].map(lambda p: float(f"{p:.2g}"))
+    return view.set_index("seed")

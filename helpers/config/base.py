@@ -104,6 +104,20 @@ def build(cls: type, data: Any, where: str, **extra: Any):
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def load_registry(cls: type, path: Path, kind: str) -> dict[str, Any]:
+    """Every entry of a registry file (params/models.yaml, params/datasets.yaml) as a checked record
+    whose `id` is its key."""
+    entries = as_mapping(read_yaml(path), str(path))
+    return {key: build(cls, data, f"{path}: {kind} {key!r}", id=key) for key, data in entries.items()}
+
+
+def entry(registry: dict[str, Any], key: str, kind: str, file: str) -> Any:
+    """One registry entry, or an error naming the file to add it to and the ids there are."""
+    if key not in registry:
+        raise ConfigError(f"unknown {kind} id {key!r}; add it to {file} or use one of {sorted(registry)}")
+    return registry[key]
+
+
 def override(record: Any, changes: Any, where: str):
     """A copy of `record` with `changes` applied (nested records take a mapping of their own
     changes), checked like a new record: e.g. a study's `overrides: {train: {max_steps: 4}}`."""

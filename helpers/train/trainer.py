@@ -12,6 +12,7 @@ the compute dtype, because autocast otherwise re-casts every fp32 base weight on
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +153,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         bf16=precision.bf16,
         optim="adamw_torch_fused" if precision.device == "cuda" else "adamw_torch",
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        disable_tqdm=bool(os.environ.get("TQDM_DISABLE")),  # set for the runner's kernels: no bar in the report
         include_num_input_tokens_seen="non_padding",
     )
     clock = StepClock(precision.device)

@@ -1,0 +1,215 @@
+"""Page one of a study's report: what was compared, a verdict in words made from the numbers, the
+ranking table and one headline figure.
+
+Everything is read from each dataset's `comparison.json` (what 05_compare computed) and the runs'
+`results.json`, so page one says exactly what the sections after it show. Accuracy is the main
+metric of the verdict; "significantly" means the exact McNemar test on the shared test examples,
+Holm-corrected over the study's pairs, at alpha = 0.05.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from helpers.config import Study
+from helpers.core.io import read_json
+from helpers.metrics import metric, title
+from helpers.report.plots import model_colors
+
+ALPHA = 0.05
+
+
+@dataclass
+class DatasetSummary:
+    dataset: str
+    ranking: pd.DataFrame  # one row per model, as ranked by 05_compare
+    pairwise: pd.DataFrame  # exact McNemar per seed and pair
+    failures: list[dict]
+    test_examples: int | None
+
+
+def load_summary(study_dir: Path, dataset: str) -> DatasetSummary | None:
+    """The dataset's comparison, or None where 05_compare has not written one."""
+    path = study_dir / dataset / "comparison.json"
+    if not path.is_file():
+        return None
+    found = read_json(path)
+    runs = found.get("runs") or [{}]
+    sizes = [r.get("test_examples") for r in runs if r.get("test_examples")]
+    return DatasetSummary(dataset, pd.DataFrame(found["ranking"]), pd.DataFrame(found["pairwise"]),
+                          found.get("failures", []), sizes[0] if sizes else None)
+
+
+def interval(value: float, pair: list | None, digits: int = 3) -> str:
+    """'0.765 (0.705–0.820)': a number with its 95 % CI."""
+    if value is None or pd.isna(value):
+        return ""
+    text = f"{value:.{digits}f}"
+    return text + (f" ({pair[0]:.{digits}f}–{pair[1]:.{digits}f})" if isinstance(pair, (list, tuple)) else "")
+
+
+def duration(seconds: float) -> str:
+    """'26 s', '4.2 min' or '1.5 h', as a reader takes a training time in."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value is not None and pd.notna(value) else "–"
+
+
+def _pair_tests(pairwise: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    if pairwise.empty:
+        return pairwise
+    mask = ((pairwise["model_a"] == a) & (pairwise["model_b"] == b)) | ((pairwise["model_a"] == b) & (pairwise["model_b"] == a))
+    return pairwise[mask]
+
+
+def verdict(summary: DatasetSummary) -> str:
+    """Three to four sentences: the most accurate model with its CI, its margin over the runner-up
+    and whether McNemar tells them apart, its margin over the majority class, the fastest and the
+    cheapest to train."""
+    ranking = summary.ranking
+    if ranking.empty:
+        return f"No model finished on {summary.dataset}: nothing to compare."
+    by_accuracy = ranking.sort_values(["accuracy", "rank"], ascending=[False, True]).reset_index(drop=True)
+    best = by_accuracy.iloc[0]
+    examples = f" on {summary.test_examples} test examples" if summary.test_examples else ""
+    seeds = int(best.get("n_seeds", 1) or 1)
+    sentences = [f"On {summary.dataset}, {best['model']} is the most accurate: "
+                 f"{interval(best['accuracy'], best.get('accuracy_ci95'))}{examples}"
+                 + (f", mean of {seeds} seeds" if seeds > 1 else "") + "."]
+    if len(by_accuracy) > 1:
+        second = by_accuracy.iloc[1]
+        tests = _pair_tests(summary.pairwise, best["model"], second["model"])
+        margin = 100 * (best["accuracy"] - second["accuracy"])
+        if tests.empty:
+            judged = "no paired test was possible"
+        elif len(tests) == 1:
+            row = tests.iloc[0]
+            judged = (f"exact McNemar p = {_p(row['p_value'])}, Holm-corrected {_p(row['p_holm'])}: "
+                      + ("a significant difference" if row["significant"] else
+                         f"not a significant difference at α = {ALPHA}"))
+        else:
+            judged = f"significant in {int(tests['significant'].sum())} of {len(tests)} seeds (exact McNemar, Holm)"
+        lead = (f"It ties with {second['model']} on accuracy" if abs(margin) < 0.05 else
+                f"It is {margin:.1f} points ahead of {second['model']}")
+        sentences.append(f"{lead} ({interval(second['accuracy'], second.get('accuracy_ci95'))}); {judged}.")
+    if pd.notna(best.get("baseline_accuracy")) and pd.notna(best.get("p_vs_majority")):
+        sentences.append(f"Always answering the majority class scores {best['baseline_accuracy']:.3f}; "
+                         f"{best['model']} beats it with p = {_p(best['p_vs_majority'])} (exact McNemar).")
+    speed = []
+    if ranking["latency_median_ms"].notna().any():
+        fastest = ranking.loc[ranking["latency_median_ms"].idxmin()]
+        factor = best["latency_median_ms"] / fastest["latency_median_ms"]
+        speed.append(f"the fastest is {fastest['model']} ({fastest['latency_median_ms']:.0f} ms median latency"
+                     + (f", {factor:.1f}× faster than {best['model']})" if fastest["model"] != best["model"] else ")"))
+    if ranking["training_time_hours"].notna().any():
+        cheapest = ranking.loc[ranking["training_time_hours"].idxmin()]
+        speed.append(f"the cheapest to train is {cheapest['model']} ({duration(3600 * cheapest['training_time_hours'])}, "
+                     f"{int(cheapest['trainable_params']):,} trainable parameters)")
+    if speed:
+        text = "; ".join(speed)
+        sentences.append(text[0].upper() + text[1:] + ".")
+    if summary.failures:
+        sentences.append(f"{len(summary.failures)} run(s) failed: " +
+                         ", ".join(f"{f['run']} in {f.get('stage', '?')}" for f in summary.failures) + ".")
+    return " ".join(sentences)
+
+
+def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The ranking narrow enough for the page: quality with CIs, the test against the majority
+    class, the neighbours McNemar cannot tell apart, speed and cost."""
+    if ranking.empty:
+        return pd.DataFrame()
+    columns = {
+        "rank": ranking["rank"],
+        "model": ranking["model"],
+        "score": ranking["score"].round(3),
+        "accuracy (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["accuracy"], ranking["accuracy_ci95"])],
+        "macro F1 (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["f1"], ranking["f1_ci95"])],
+        "p vs majority": ranking["p_vs_majority"].map(_p),
+        "not significantly different from": ranking.get("tied_with", pd.Series("", index=ranking.index)),
+    }
+    for key in ("latency_median_ms", "throughput_samples_per_sec"):
+        columns[title(key)] = pd.to_numeric(ranking[key], errors="coerce").round(metric(key).digits)
+    columns["training (min)"] = (60 * pd.to_numeric(ranking["training_time_hours"], errors="coerce")).round(1)
+    columns[title("trainable_params")] = pd.to_numeric(ranking["trainable_params"], errors="coerce").map(
+        lambda n: f"{int(n):,}" if pd.notna(n) else "")
+    return pd.DataFrame(columns).set_index("rank")
+
+
+def headline_figure(summaries: list[DatasetSummary]) -> Figure | None:
+    """Accuracy (with its 95 % CI) against median latency, one panel per dataset, one colour per
+    model in every panel; the dashed line is the majority class."""
+    shown = [s for s in summaries if not s.ranking.empty]
+    if not shown:
+        return None
+    colors = model_colors(sorted({m for s in shown for m in s.ranking["model"]}))
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.0 * len(shown), 3.0), squeeze=False)
+    for ax, summary in zip(axes.flat, shown):
+        for _, row in summary.ranking.iterrows():
+            ci = row.get("accuracy_ci95")
+            yerr = [[row["accuracy"] - ci[0]], [ci[1] - row["accuracy"]]] if isinstance(ci, list) else None
+            ax.errorbar(row["latency_median_ms"], row["accuracy"], yerr=yerr, fmt="o", capsize=4,
+                        color=colors[row["model"]], label=row["model"])
+        baseline = summary.ranking["baseline_accuracy"].dropna()
+        if len(baseline):
+            ax.axhline(float(baseline.iloc[0]), linestyle="--", color="grey", linewidth=1, label="majority class")
+        if summary.ranking["latency_median_ms"].notna().all() and (summary.ranking["latency_median_ms"] > 0).all():
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{title('latency_median_ms')}, log scale")
+        ax.set_ylabel(f"{title('accuracy')} (95 % CI)")
+        ax.set_title(summary.dataset)
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def study_facts(study: Study, results: list[dict]) -> dict[str, str]:
+    """What was compared and where: models, data, preset, seeds, hardware, commit."""
+    env = next((r.get("environment") for r in results if r.get("environment")), {}) or {}
+    git = env.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    hardware = env.get("gpu") or env.get("cpu") or "unknown"
+    if env.get("cpu_count"):
+        hardware += f", {env['cpu_count']} CPUs, {env.get('memory_gb', '?')} GB, device {env.get('device', '?')}"
+    sources = {}
+    for r in results:
+        data = r.get("data") or {}
+        sources.setdefault(r.get("dataset"), f"{data.get('source', '?')}, "
+                                             f"{(data.get('rows') or {}).get('test', '?')} test rows")
+    return {
+        "models": ", ".join(study.models),
+        "data": "; ".join(f"{name} ({sources.get(name, 'not run')})" for name in study.datasets),
+        "preset": study.preset + (" with overrides" if study.overrides else ""),
+        "seeds": ", ".join(map(str, study.seeds)),
+        "hardware": hardware,
+        "commit": commit,
+        "packages": ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items()
+                              if k in ("torch", "transformers", "peft")),
+    }
+
+
+def results_of(study_dir: Path, datasets: list[str]) -> list[dict]:
+    """Every finished run's results.json of the study's datasets."""
+    return [read_json(path) for dataset in datasets for path in sorted((study_dir / dataset).glob("*/results.json"))]
+
+
+def figure_png(fig: Figure) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
