@@ -35,12 +35,15 @@ run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study
 record = train_model(run)
 pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_samples", "train_tokens",
                                   "train_tokens_per_sec", "trainable_params",
-                                  "total_params", "quantization")}, name=run.model.id).to_frame()
+                                  "total_params", "quantization", "best_step", "best_metric",
+                                  "resumed_from_step")}, name=run.model.id).to_frame()
 
 # %% [markdown]
-# ## Training loss
-# With the learning-rate schedule (warm-up, then linear decay) on the right axis. Validation is
-# predicted once, by 03_evaluate (an evaluation here cost as much again).
+# ## Training curves
+# The train loss with the learning-rate schedule (warm-up, then linear decay) on the right axis.
+# Where the preset evaluates during training (`train.eval_strategy`), the validation loss and macro
+# F1 at each evaluation, and the best step, whose adapter is the one kept
+# (`train.load_best_model_at_end`); otherwise validation is predicted once, by 03_evaluate.
 
 # %%
-plots.training_curves(record["log_history"]);
+plots.training_curves(record["log_history"], record.get("best_step"));

@@ -143,7 +143,7 @@ def test_peak_memory_on_cpu_sees_a_large_allocation():
 def test_cuda_mixed_precision_computes_in_bf16_and_qlora_too():
     cuda = Precision("cuda", torch.float32, fp16=False, bf16=True, qlora_compute_dtype=torch.bfloat16)
     assert measure.compute_dtype(cuda) == torch.bfloat16
-    assert models._quantization(cuda).bnb_4bit_compute_dtype == torch.bfloat16
+    assert models._quantization(cuda, "4bit").bnb_4bit_compute_dtype == torch.bfloat16
     assert measure.compute_dtype(CPU) == torch.float32
 
 

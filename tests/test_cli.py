@@ -47,5 +47,5 @@ def test_a_bad_override_stops_the_run_before_any_training(tmp_path, capsys):
                      "overrides: {train: {quantization: 4-bit}}\n")
     assert main(["run", str(study)]) == 2
     err = capsys.readouterr().err
-    assert "overrides: train: quantization must be one of ['4bit', 'none'], got '4-bit'" in err
+    assert "overrides: train: quantization must be one of ['4bit', '8bit', 'none'], got '4-bit'" in err
     assert not (experiments_dir() / "typo-override").exists()

@@ -55,12 +55,12 @@ def test_unknown_preset_lists_known_ones():
 
 def test_bad_quantization_value_in_a_preset_or_a_model_entry(tmp_path):
     path = write(tmp_path, "max_train: 1\nmax_validation: 1\nmax_test: 1\nmax_length: 32\nbalance: false\n"
-                           "train: {quantization: 8bit}\n", "p.yaml")
-    with pytest.raises(config.ConfigError, match=r"p.yaml: train: quantization must be one of \['4bit', 'none'\], got '8bit'"):
+                           "train: {quantization: 3bit}\n", "p.yaml")
+    with pytest.raises(config.ConfigError, match=r"p.yaml: train: quantization must be one of \['4bit', '8bit', 'none'\], got '3bit'"):
         config.load_preset(str(path))
     models = write(tmp_path, "m:\n  source: hub\n  hub_id: x/y\n  family: decoder\n  lora_targets: [q]\n"
-                             "  train: {quantization: 8bit}\n", "models.yaml")
-    with pytest.raises(config.ConfigError, match=r"model 'm': train: quantization must be one of \['4bit', 'none'\], got '8bit'"):
+                             "  train: {quantization: 3bit}\n", "models.yaml")
+    with pytest.raises(config.ConfigError, match=r"model 'm': train: quantization must be one of \['4bit', '8bit', 'none'\], got '3bit'"):
         config.load_models(models)
 
 
@@ -86,7 +86,7 @@ def test_benchmarks_entry_without_results_names_the_bench_command(tmp_path):
 # Every checked key of a preset, reached through a study's `overrides:`: the study fails when it is
 # loaded (before any model), naming the file, the key path, the bad value and what is allowed.
 BAD_OVERRIDES = [
-    ({"train": {"quantization": "4-bit"}}, r"train: quantization must be one of \['4bit', 'none'\], got '4-bit'"),
+    ({"train": {"quantization": "4-bit"}}, r"train: quantization must be one of \['4bit', '8bit', 'none'\], got '4-bit'"),
     ({"train": {"epochs": 0}}, r"train: epochs must be a positive number, got 0"),
     ({"train": {"learning_rate": "1e-3"}}, r"train: learning_rate must be float, got '1e-3' \(YAML reads a number"),
     ({"train": {"batch_size": 0}}, r"train: batch_size must be a positive integer, got 0"),
@@ -136,8 +136,8 @@ def test_a_bad_override_fails_when_the_study_loads_naming_key_and_allowed_values
 
 def test_checks_hold_however_a_record_is_made():
     """Built in code, the records check themselves too (as peft's LoraConfig does)."""
-    with pytest.raises(config.ConfigError, match=r"quantization must be one of \['4bit', 'none'\], got '8bit'"):
-        config.TrainConfig(quantization="8bit")
+    with pytest.raises(config.ConfigError, match=r"quantization must be one of \['4bit', '8bit', 'none'\], got '2bit'"):
+        config.TrainConfig(quantization="2bit")
     with pytest.raises(config.ConfigError, match="max_length must be at least 8 tokens"):
         config.Preset(name="p", max_train=1, max_validation=1, max_test=1, max_length=4, balance=False)
     with pytest.raises(config.ConfigError, match=r"models must be list\[str\], got 'minilm-l6'"):

@@ -32,15 +32,16 @@ def test_the_verdict_names_the_best_its_margin_the_test_the_fastest_and_the_chea
     assert text.startswith("On sst2, big is the most accurate: 0.910 (0.890–0.930) on 1821 test examples.")
     assert "5.0 points ahead of small (0.860 (0.830–0.890)); exact McNemar p = 1e-09" in text
     assert "a significant difference" in text and "not a significant" not in text
-    assert "big beats it with p = 1e-40" in text
+    assert "big beats it significantly (exact McNemar p = 1e-40)" in text
     assert "The fastest is tiny (10 ms median latency, 12.0× faster than big)" in text
     assert "the cheapest to train is tiny (18 s, 50,000 trainable parameters)" in text
 
 
 def test_the_verdict_says_when_the_test_cannot_tell_the_best_two_apart():
-    table = ranking(accuracy=[0.86, 0.86, 0.80])
+    table = ranking(accuracy=[0.86, 0.86, 0.80], p_vs_majority=[0.3, 0.4, 0.5])
     text = summary.verdict(summary.DatasetSummary("finefoods", table, pairwise(False, 0.86), [], 200))
     assert "It ties with small on accuracy" in text and "not a significant difference at α = 0.05" in text
+    assert "big is not significantly better (exact McNemar p = 0.3)" in text
 
 
 def test_the_verdict_counts_significant_seeds_and_failures():
@@ -54,12 +55,20 @@ def test_the_verdict_counts_significant_seeds_and_failures():
 
 
 def test_the_ranking_table_is_narrow_and_reads_like_a_paper():
-    table = summary.ranking_table(ranking())
+    table = summary.ranking_table([summary.DatasetSummary("sst2", ranking(), pairwise(True, 0.01), [], 100)])
     assert list(table.columns) == ["model", "score", "accuracy (95 % CI)", "macro F1 (95 % CI)", "p vs majority",
                                    "not significantly different from", "latency median (ms)",
-                                   "throughput (samples/s)", "training (min)", "trainable parameters"]
+                                   "throughput (samples/s)", "training", "trainable parameters"]
     assert table.loc[1, "accuracy (95 % CI)"] == "0.910 (0.890–0.930)"
     assert table.loc[1, "trainable parameters"] == "1,000,000" and table.loc[1, "p vs majority"] == "1e-40"
+    assert list(table["training"]) == ["30.0 min", "6.0 min", "18 s"]
+
+
+def test_several_datasets_share_one_ranking_table():
+    both = [summary.DatasetSummary(name, ranking(), pairwise(True, 0.01), [], 100) for name in ("sst2", "imdb")]
+    table = summary.ranking_table(both)
+    assert table.index.names == ["dataset", "rank"] and len(table) == 6
+    assert table.loc[("imdb", 3), "model"] == "tiny"
 
 
 def test_the_headline_figure_draws_each_model_with_its_ci_in_its_own_colour():

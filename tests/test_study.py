@@ -31,6 +31,7 @@ TINY = {
                   "speed": {"warmup": 1, "repeats": 5, "max_examples": 16, "batch_size": 8},
                   "evaluation": {"baseline_shots": [0, 1]}},
     "benchmarks": ["reports/benchmarks/cpu-amd-epyc-2t"],
+    "tracking": ["tensorboard", "mlflow"],
 }
 
 
@@ -175,6 +176,21 @@ def test_report_answers_on_page_one_and_clips_no_column(tiny_study):
     assert "Alternative text is missing" not in html and 'alt="No description' not in html
     anchors = set(re.findall(r'<a id="(section-\d+)"', html))
     assert anchors and set(re.findall(r'href="#(section-\d+)"', html)) == anchors  # the contents link every section
+
+
+def test_tracked_runs_reach_tensorboard_and_mlflow(tiny_study, monkeypatch):
+    run_dir = paths.experiments_dir() / "tiny" / "sst2" / "minilm-l6"
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    logged = read_json(run_dir / "results.json")["tracking"]["mlflow"]
+    assert logged["experiment"] == "tiny" and logged["uri"].endswith("/mlruns")
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as helpers/pipeline/tracking.py sets for its store
+    mlflow.set_tracking_uri(logged["uri"])
+    run = mlflow.get_run(logged["run_id"])
+    assert run.data.params["model"] == "minilm-l6" and run.data.params["seed"] == "3"
+    assert run.data.metrics["accuracy"] == pytest.approx(read_json(run_dir / "results.json")["accuracy"])
+    assert {"loss", "ece", "latency_median_ms"} <= set(run.data.metrics)
 
 
 def test_rerun_reuses_finished_work(tiny_study):

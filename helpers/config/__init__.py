@@ -8,8 +8,9 @@ from helpers.config.dataset import DatasetSpec, get_dataset, load_datasets
 from helpers.config.model import ModelSpec, get_model, load_models
 from helpers.config.preset import (RECALIBRATIONS, EvaluationConfig, Preset, SpeedConfig, TrainConfig,
                                    apply_overrides, load_preset)
-from helpers.config.study import Study, load_study
+from helpers.config.study import Study, load_study, run_overrides
 
 __all__ = ["ConfigError", "DatasetSpec", "EvaluationConfig", "ModelSpec", "Preset", "RECALIBRATIONS", "SpeedConfig",
            "Study", "TrainConfig", "apply_overrides", "as_mapping", "build", "get_dataset", "get_model",
-           "load_datasets", "load_models", "load_preset", "load_study", "override", "read_yaml"]
+           "load_datasets", "load_models", "load_preset", "load_study", "override", "read_yaml",
+           "run_overrides"]

@@ -10,7 +10,10 @@ from typing import Any
 from helpers.config.base import ConfigError, as_mapping, build, check, one_of, override, read_yaml
 from helpers.core.paths import PARAMS_DIR
 
-QUANTIZATIONS = {"none", "4bit"}
+QUANTIZATIONS = {"none", "4bit", "8bit"}  # 8bit: bitsandbytes LLM.int8, CUDA only
+STRATEGIES = {"no", "steps", "epoch"}  # when to evaluate on validation / save a checkpoint during training
+BEST_METRICS = {"f1", "accuracy", "loss"}  # on validation; f1 is macro F1
+TRACKERS = {"tensorboard", "mlflow"}
 TRUNCATION_SIDES = {"left", "right"}
 # temperature: confidences only, the argmax decision stays the model's; bias_temperature: per-class
 # biases too, so the decision threshold is fitted on validation as well (helpers/evaluate/calibration.py).
@@ -46,6 +49,20 @@ class TrainConfig:
     # LoRA on the top n transformer layers only (0: all). The backward pass stops at the lowest
     # adapted layer, so training costs 2N + 2N*n/L FLOPs per token instead of 4N.
     lora_layers: int = 0
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
+    max_grad_norm: float = 1.0  # gradient clipping (the Trainer's default)
+    # Training control: validation during training, the best checkpoint, early stopping. A run
+    # whose training was killed resumes from its last checkpoint in <run>/checkpoints/.
+    eval_strategy: str = "no"  # no | steps | epoch: validation loss, accuracy and macro F1 while training
+    eval_steps: int | None = None  # with eval_strategy steps
+    save_strategy: str = "no"  # no | steps | epoch: checkpoints in the run folder, resumed after a kill
+    save_steps: int | None = None  # with save_strategy steps
+    save_total_limit: int | None = 2  # checkpoints kept (the best one is always kept)
+    load_best_model_at_end: bool = False  # the adapter saved is the best validation checkpoint's
+    metric_for_best_model: str = "f1"  # f1 (macro) | accuracy | loss, on validation
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping (0: never stop early)
+    report_to: list[str] = field(default_factory=list)  # tensorboard | mlflow (a study's `tracking:`)
 
     def __post_init__(self) -> None:
         check(self, [
@@ -61,7 +78,30 @@ class TrainConfig:
             ("quantization", *one_of(QUANTIZATIONS)),
             ("max_steps", "-1 (as the epochs take) or a positive integer", lambda v: v == -1 or v > 0),
             ("lora_layers", "0 (every layer) or a positive integer", _at_least(0)),
+            ("gradient_accumulation_steps", "a positive integer", _positive),
+            ("max_grad_norm", "a positive number", _positive),
+            ("eval_strategy", *one_of(STRATEGIES)),
+            ("eval_steps", "null or a positive integer", lambda v: v is None or v > 0),
+            ("save_strategy", *one_of(STRATEGIES)),
+            ("save_steps", "null or a positive integer", lambda v: v is None or v > 0),
+            ("save_total_limit", "null (keep all) or a positive integer", lambda v: v is None or v > 0),
+            ("metric_for_best_model", *one_of(BEST_METRICS)),
+            ("early_stopping_patience", "0 (off) or a positive integer", _at_least(0)),
+            ("report_to", f"a list of trackers from {sorted(TRACKERS)}", lambda v: set(v) <= TRACKERS),
         ])
+        for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
+            if getattr(self, strategy) == "steps" and not getattr(self, steps):
+                raise ConfigError(f"{strategy} 'steps' needs {steps} (a positive integer)")
+        if self.load_best_model_at_end and (self.eval_strategy == "no" or self.save_strategy != self.eval_strategy):
+            raise ConfigError("load_best_model_at_end needs eval_strategy and save_strategy set alike (steps or "
+                              "epoch): the best model is one of the saved checkpoints")
+        if (self.load_best_model_at_end and self.save_strategy == "steps"
+                and self.save_steps % self.eval_steps):
+            raise ConfigError(f"load_best_model_at_end needs save_steps ({self.save_steps}) to be a multiple of "
+                              f"eval_steps ({self.eval_steps})")
+        if self.early_stopping_patience and not self.load_best_model_at_end:
+            raise ConfigError("early_stopping_patience needs load_best_model_at_end: true (and evaluation during "
+                              "training) to know which step was best")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from helpers import metrics
 from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, read_yaml, unique
 from helpers.config.dataset import DatasetSpec, load_datasets
 from helpers.config.model import load_models
-from helpers.config.preset import apply_overrides, load_preset
+from helpers.config.preset import TRACKERS, apply_overrides, load_preset
 from helpers.core.paths import PARAMS_DIR, resolve
 
 
@@ -26,6 +26,7 @@ class Study:
     overrides: dict[str, Any] = field(default_factory=dict)
     holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
     benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
+    tracking: list[str] = field(default_factory=list)  # tensorboard | mlflow, for every run (train.report_to)
 
     def __post_init__(self) -> None:
         check(self, [
@@ -33,6 +34,7 @@ class Study:
             ("models", "a list of at least one model id, each once", lambda v: bool(v) and unique(v)),
             ("datasets", "a list of at least one dataset id, each once", lambda v: bool(v) and unique(v)),
             ("seeds", "a list of at least one integer seed, each once", lambda v: bool(v) and unique(v)),
+            ("tracking", f"a list of trackers from {sorted(TRACKERS)}", lambda v: set(v) <= TRACKERS),
             ("weights", "null or non-negative weights of registered metrics that sum to more than 0",
              lambda v: v is None or (all(w >= 0 for w in v.values()) and sum(v.values()) > 0)),
         ])
@@ -76,8 +78,16 @@ def load_study(path: str | Path) -> Study:
         if not any(resolve(folder).glob("*/*.json")):
             raise ConfigError(f"{path}: benchmarks entry {folder!r} holds no <dataset>/<model>.json; run "
                               f"`senticompare bench --publish` to make one (reports/benchmarks/<device>/) or remove it")
-    apply_overrides(load_preset(study.preset), study.overrides, f"{path}: overrides")
+    apply_overrides(load_preset(study.preset), run_overrides(study), f"{path}: overrides")
     return study
+
+
+def run_overrides(study: Study) -> dict[str, Any]:
+    """The study's overrides with its `tracking:` as every run's train.report_to."""
+    if not study.tracking:
+        return study.overrides
+    train = {**study.overrides.get("train", {}), "report_to": list(study.tracking)}
+    return {**study.overrides, "train": train}
 
 
 def _check_holdout(study: Study, datasets: dict[str, DatasetSpec], path: Path) -> None:

@@ -44,6 +44,15 @@ class Run:
         return self.run_dir / "adapter"
 
     @property
+    def checkpoint_dir(self) -> Path:
+        """Training checkpoints (a preset's save_strategy); a killed training resumes from the last."""
+        return self.run_dir / "checkpoints"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.run_dir / "tensorboard"
+
+    @property
     def device(self) -> str:
         return self.precision.device
 
@@ -127,5 +136,9 @@ def assemble_results(run: Run) -> dict[str, Any]:
         "params": run_params(run),
         "environment": environment(run.device),
     }
+    if "mlflow" in run.preset.train.report_to:
+        from helpers.pipeline.tracking import log_to_mlflow
+
+        results["tracking"] = {"mlflow": log_to_mlflow(run, results)}
     write_json(run.run_dir / "results.json", results)
     return results

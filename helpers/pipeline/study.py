@@ -76,7 +76,7 @@ def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str |
             params = {
                 "model": model, "dataset": dataset, "preset": study.preset, "seed": seed,
                 "run_dir": display_path(run_dir), "data_dir": study.data_dir,
-                "overrides": study.overrides, "study": study.name,
+                "overrides": config.run_overrides(study), "study": study.name,
             }
             if holdout_group is not None:  # only then: earlier runs' params.yaml stay as they were
                 params["holdout_group"] = holdout_group

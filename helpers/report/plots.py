@@ -56,14 +56,21 @@ def confusion_heatmap(cm: np.ndarray, label_names: list[str], title: str = "") -
     return fig
 
 
-def training_curves(log_history: list[dict]) -> Figure:
+def training_curves(log_history: list[dict], best_step: int | None = None) -> Figure:
     """Train loss against step from Trainer `state.log_history`, with the learning-rate schedule on a
-    twin axis: a loss that stalls while the rate is still high reads differently from one at the tail."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    twin axis: a loss that stalls while the rate is still high reads differently from one at the tail.
+    Where validation ran during training, its loss joins the train loss and its macro F1 gets a panel
+    of its own, with the best step (the adapter kept) marked."""
+    evaluated = [entry for entry in log_history if "eval_loss" in entry and "step" in entry]
+    fig, axes = plt.subplots(1, 2 if evaluated else 1, figsize=(12 if evaluated else 7, 4), squeeze=False)
+    ax = axes[0, 0]
     logged = [entry for entry in log_history if "loss" in entry and "step" in entry]
     handles = []
     if logged:
         handles += ax.plot([e["step"] for e in logged], [e["loss"] for e in logged], "-", marker=".", label="train loss")
+    if evaluated:
+        handles += ax.plot([e["step"] for e in evaluated], [e["eval_loss"] for e in evaluated], "-", marker="o",
+                           label="validation loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     scheduled = [entry for entry in logged if "learning_rate" in entry]
@@ -75,6 +82,20 @@ def training_curves(log_history: list[dict]) -> Figure:
     if handles:
         ax.legend(handles, [h.get_label() for h in handles], loc="best")
     ax.set_title("Training curves")
+    if evaluated:
+        right = axes[0, 1]
+        for key, label in (("eval_f1", "validation macro F1"), ("eval_accuracy", "validation accuracy")):
+            points = [e for e in evaluated if key in e]
+            if points:
+                right.plot([e["step"] for e in points], [e[key] for e in points], "-", marker="o", label=label)
+        if best_step is not None:
+            for axis in (ax, right):
+                axis.axvline(best_step, color="black", linestyle="--", linewidth=1)
+            right.plot([], [], color="black", linestyle="--", label=f"best step {best_step} (the adapter kept)")
+        right.set_xlabel("step")
+        right.set_ylabel("score on validation")
+        right.set_title("Validation during training")
+        right.legend(loc="best")
     fig.tight_layout()
     return fig
 

@@ -48,12 +48,14 @@ img { max-width: 100%; }
 .page-one h2, .page-one h3 { margin: 8px 0 4px; }
 .page-one table.facts { margin-left: 0; }
 .page-one table.facts th { text-align: left; padding-right: 12px; }
-.page-one img { max-height: 56mm; }
+.page-one img { max-height: 48mm; }
 .jp-Notebook { padding-top: 0 !important; }
 .jp-Cell { padding-top: 2px !important; padding-bottom: 2px !important; }
-.page-one h1 { margin-top: 0; }
+.page-one h1 { margin: 0 0 4px; font-size: 22px; }
+.page-one h2 { font-size: 16px; }
+.page-one table.facts td, .page-one table.facts th { padding: 1px 6px; font-size: 9px; }
 .page-break { break-after: page; }
-.verdict { font-size: 12px; line-height: 1.4; margin: 4px 0; }
+.verdict { font-size: 11px; line-height: 1.3; margin: 2px 0; }
 </style>"""
 STAGE_TITLES = {"01_data": "Data", "02_train": "Training", "03_evaluate": "Evaluation", "04_speed": "Speed"}
 # Headings inside the stage notebooks sit this many levels below the report's own.
@@ -115,11 +117,11 @@ def page_one(study: Study, study_dir: Path) -> list[nbformat.NotebookNode]:
                        f'<table class="facts">{rows}</table>\n\n</div>'),
              _markdown('<div class="page-one">\n\n## Verdict\n\n' + "\n\n".join(
                  f'<p class="verdict">{html_text(summary.verdict(s))}</p>' for s in summaries) + "\n\n</div>")]
-    for found in summaries:
-        table = summary.ranking_table(found.ranking)
-        if len(table):
-            cells.append(_markdown(f'<div class="page-one">\n\n### Ranking on {md(found.dataset)}\n\n'
-                                   + table.to_html(border=0, classes="ranking") + "\n\n</div>"))
+    table = summary.ranking_table(summaries)
+    if len(table):
+        where = f" on {md(summaries[0].dataset)}" if len(summaries) == 1 else ""
+        cells.append(_markdown(f'<div class="page-one">\n\n### Ranking{where}\n\n'
+                               + table.to_html(border=0, classes="ranking") + "\n\n</div>"))
     figure = summary.headline_figure(summaries)
     if figure is not None:
         png = base64.b64encode(summary.figure_png(figure)).decode()

@@ -102,8 +102,10 @@ def verdict(summary: DatasetSummary) -> str:
                 f"It is {margin:.1f} points ahead of {second['model']}")
         sentences.append(f"{lead} ({interval(second['accuracy'], second.get('accuracy_ci95'))}); {judged}.")
     if pd.notna(best.get("baseline_accuracy")) and pd.notna(best.get("p_vs_majority")):
-        sentences.append(f"Always answering the majority class scores {best['baseline_accuracy']:.3f}; "
-                         f"{best['model']} beats it with p = {_p(best['p_vs_majority'])} (exact McNemar).")
+        significant = best["p_vs_majority"] < ALPHA
+        sentences.append(f"Always answering the majority class scores {best['baseline_accuracy']:.3f}; {best['model']} "
+                         + ("beats it significantly" if significant else "is not significantly better")
+                         + f" (exact McNemar p = {_p(best['p_vs_majority'])}).")
     speed = []
     if ranking["latency_median_ms"].notna().any():
         fastest = ranking.loc[ranking["latency_median_ms"].idxmin()]
@@ -123,26 +125,36 @@ def verdict(summary: DatasetSummary) -> str:
     return " ".join(sentences)
 
 
-def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
-    """The ranking narrow enough for the page: quality with CIs, the test against the majority
-    class, the neighbours McNemar cannot tell apart, speed and cost."""
-    if ranking.empty:
+def ranking_table(summaries: list[DatasetSummary]) -> pd.DataFrame:
+    """Every dataset's ranking in one table narrow enough for the page: quality with CIs, the test
+    against the majority class, the neighbours McNemar cannot tell apart, speed and cost."""
+    frames = []
+    for found in summaries:
+        ranking = found.ranking
+        if ranking.empty:
+            continue
+        columns = {
+            "dataset": found.dataset,
+            "rank": ranking["rank"],
+            "model": ranking["model"],
+            "score": ranking["score"].round(3),
+            "accuracy (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["accuracy"], ranking["accuracy_ci95"])],
+            "macro F1 (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["f1"], ranking["f1_ci95"])],
+            "p vs majority": ranking["p_vs_majority"].map(_p),
+            "not significantly different from": ranking.get("tied_with", pd.Series("", index=ranking.index)),
+        }
+        for key in ("latency_median_ms", "throughput_samples_per_sec"):
+            columns[title(key)] = pd.to_numeric(ranking[key], errors="coerce").round(metric(key).digits)
+        columns["training"] = pd.to_numeric(ranking["training_time_hours"], errors="coerce").map(
+            lambda hours: duration(3600 * hours) if pd.notna(hours) else "")
+        columns[title("trainable_params")] = pd.to_numeric(ranking["trainable_params"], errors="coerce").map(
+            lambda n: f"{int(n):,}" if pd.notna(n) else "")
+        frames.append(pd.DataFrame(columns))
+    if not frames:
         return pd.DataFrame()
-    columns = {
-        "rank": ranking["rank"],
-        "model": ranking["model"],
-        "score": ranking["score"].round(3),
-        "accuracy (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["accuracy"], ranking["accuracy_ci95"])],
-        "macro F1 (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["f1"], ranking["f1_ci95"])],
-        "p vs majority": ranking["p_vs_majority"].map(_p),
-        "not significantly different from": ranking.get("tied_with", pd.Series("", index=ranking.index)),
-    }
-    for key in ("latency_median_ms", "throughput_samples_per_sec"):
-        columns[title(key)] = pd.to_numeric(ranking[key], errors="coerce").round(metric(key).digits)
-    columns["training (min)"] = (60 * pd.to_numeric(ranking["training_time_hours"], errors="coerce")).round(1)
-    columns[title("trainable_params")] = pd.to_numeric(ranking["trainable_params"], errors="coerce").map(
-        lambda n: f"{int(n):,}" if pd.notna(n) else "")
-    return pd.DataFrame(columns).set_index("rank")
+    table = pd.concat(frames, ignore_index=True)
+    return table.set_index(["dataset", "rank"] if len(frames) > 1 else "rank").drop(
+        columns=[] if len(frames) > 1 else ["dataset"])
 
 
 def headline_figure(summaries: list[DatasetSummary]) -> Figure | None:

@@ -108,7 +108,9 @@ def load_tokenizer(spec: ModelSpec, truncation_side: str = "right") -> PreTraine
     return tokenizer
 
 
-def _quantization(precision: Precision) -> BitsAndBytesConfig:
+def _quantization(precision: Precision, quantization: str) -> BitsAndBytesConfig:
+    if quantization == "8bit":  # LLM.int8: CUDA only
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=HEAD_MODULES)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -118,12 +120,26 @@ def _quantization(precision: Precision) -> BitsAndBytesConfig:
     )
 
 
+def usable_quantization(spec: ModelSpec, quantization: str, device: str) -> str:
+    """The quantization this device can run: bitsandbytes has no Apple MPS kernels, so there the
+    model loads in full precision with a warning; LLM.int8 (8bit) needs CUDA."""
+    if quantization != "none" and device == "mps":
+        log.warning("model %r: bitsandbytes %s quantization is not available on Apple MPS; loading it in full "
+                    "precision instead", spec.id, quantization)
+        return "none"
+    if quantization == "8bit" and device != "cuda":
+        raise ModelError(f"model {spec.id!r}: quantization 8bit (bitsandbytes LLM.int8) needs CUDA; use 4bit, which "
+                         f"also runs on a CPU, or none")
+    return quantization
+
+
 def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantization: str = "none",
               tokenizer: PreTrainedTokenizerBase | None = None,
               verbalizer_ids: list[int] | None = None) -> PreTrainedModel:
     """The pretrained body with a new classification head for `labels`, at zero; or, given a causal
     LM's `verbalizer_ids`, its LM head restricted to those answer tokens (the zero-shot scorer)."""
     tokenizer = tokenizer or load_tokenizer(spec)
+    quantization = usable_quantization(spec, quantization, precision.device)
     kwargs = dict(
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
@@ -131,8 +147,8 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
         trust_remote_code=False,
         dtype=precision.dtype,
     )
-    if quantization == "4bit":
-        kwargs.update(quantization_config=_quantization(precision), device_map={"": precision.device})
+    if quantization != "none":
+        kwargs.update(quantization_config=_quantization(precision, quantization), device_map={"": precision.device})
     try:
         model = AutoModelForSequenceClassification.from_pretrained(model_path(spec), **kwargs)
     except OSError as exc:
@@ -144,7 +160,7 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
         _verbalizer_head(model, verbalizer_ids)
     else:
         _zero_head(model)
-    if quantization != "4bit":
+    if quantization == "none":
         model.to(precision.device)
     return model
 
@@ -216,7 +232,7 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> tor
     """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full."""
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training  # ~7 s import
 
-    if train.quantization == "4bit":
+    if getattr(model, "is_quantized", False):  # 4bit or 8bit as loaded (MPS loads them in full precision)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     layers = None
     if train.lora_layers:
@@ -238,13 +254,14 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> tor
 
 def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precision: Precision,
                    quantization: str = "none") -> PreTrainedModel:
-    """Base + trained adapter, ready for inference; LoRA is merged where the base is not 4-bit."""
+    """Base + trained adapter, ready for inference; LoRA is merged where the base is not quantized."""
     from peft import PeftModel
 
     if not (Path(adapter_dir) / "adapter_model.safetensors").is_file():
         raise ModelError(f"no trained adapter in {adapter_dir}; run notebooks/02_train for this run_dir first")
-    model = PeftModel.from_pretrained(load_base(spec, labels, precision, quantization), adapter_dir)
-    if quantization != "4bit":
+    base = load_base(spec, labels, precision, quantization)
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    if not getattr(base, "is_quantized", False):
         model = model.merge_and_unload()
     return model.eval()
 

@@ -21,11 +21,15 @@ def train_model(run: Run) -> dict:
     model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
                             run.model, cfg)
     trainable, total = models.count_parameters(model)
-    # Scratch space in the run folder, so a killed training leaves nothing elsewhere (the runner
-    # clears `.trainer-*` before the next attempt).
-    with tempfile.TemporaryDirectory(prefix=".trainer-", dir=run.run_dir) as scratch:
-        result = trainer.train(model, tokenizer, splits.train, cfg, run.precision,
-                               run.preset.max_length, run.seed, Path(scratch))
+    validation = splits.validation if cfg.eval_strategy != "no" else None
+    if cfg.save_strategy != "no":  # checkpoints stay in the run folder: a killed training resumes from them
+        result = trainer.train(model, tokenizer, splits.train, cfg, run.precision, run.preset.max_length, run.seed,
+                               run.checkpoint_dir, validation, run.tensorboard_dir)
+    else:  # scratch space in the run folder, so a killed training leaves nothing elsewhere (the runner
+        # clears `.trainer-*` before the next attempt)
+        with tempfile.TemporaryDirectory(prefix=".trainer-", dir=run.run_dir) as scratch:
+            result = trainer.train(model, tokenizer, splits.train, cfg, run.precision, run.preset.max_length,
+                                   run.seed, Path(scratch), validation, run.tensorboard_dir)
     save_adapter(model, run.adapter_dir)
     record = {
         **dataclasses.asdict(result),

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pandas as pd
 import torch
-from transformers import (DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback,
-                          TrainingArguments, set_seed)
+from sklearn.metrics import f1_score
+from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, EvalPrediction, PreTrainedModel,
+                          PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed)
 
 from helpers.config import TrainConfig
 from helpers.core.device import Precision, synchronize
@@ -40,6 +42,9 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)  # per optimizer step, logging excluded
     step_tokens: list[int] = field(default_factory=list)  # real tokens per optimizer step
     step_threads: list[int] = field(default_factory=list)  # CPU threads each step ran on
+    resumed_from_step: int | None = None  # the checkpoint a killed training resumed from
+    best_step: int | None = None  # the step of the best validation checkpoint (load_best_model_at_end)
+    best_metric: float | None = None  # its validation metric_for_best_model
 
 
 class StepClock(TrainerCallback):
@@ -121,16 +126,37 @@ def tokenize(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: i
     return datasets.Dataset.from_dict({**encoded, "labels": df["label"].tolist()})
 
 
+def validation_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """Accuracy and macro F1 of the argmax on the validation split, for evaluation during training."""
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    predicted, labels = np.asarray(logits).argmax(axis=-1), np.asarray(prediction.label_ids)
+    return {"accuracy": float((predicted == labels).mean()),
+            "f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest `checkpoint-<step>` folder a killed training left, or None."""
+    found = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return found[-1] if found else None
+
+
 def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: pd.DataFrame,
           cfg: TrainConfig, precision: Precision, max_length: int,
-          seed: int, output_dir: Path) -> TrainResult:
-    """Fine-tune in place. No evaluation inside: 03_evaluate predicts the validation split anyway."""
+          seed: int, output_dir: Path, validation_df: pd.DataFrame | None = None,
+          logging_dir: Path | None = None) -> TrainResult:
+    """Fine-tune in place. With `cfg.eval_strategy` the validation split is scored while training
+    (loss, accuracy, macro F1); with `cfg.save_strategy` checkpoints go to `output_dir`, and a
+    training that finds one there (it was killed) resumes from it: same seed, same batch order, so
+    it ends where an uninterrupted one would."""
     set_seed(seed)
     freeze_in_compute_dtype(model, precision)
     if precision.device == "cpu":
         use_numpy_dropout(model)
     train_ds = tokenize(train_df, tokenizer, max_length)
-    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    evaluating = cfg.eval_strategy != "no"
+    if evaluating and (validation_df is None or validation_df.empty):
+        raise ValueError("eval_strategy needs a validation split to evaluate on")
+    steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -142,9 +168,19 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         warmup_steps=round(cfg.warmup_ratio * total_steps),
         lr_scheduler_type="linear",
         logging_steps=max(1, total_steps // 20),
-        eval_strategy="no",
-        save_strategy="no",
-        report_to="none",
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        max_grad_norm=cfg.max_grad_norm,
+        eval_strategy=cfg.eval_strategy,
+        eval_steps=cfg.eval_steps,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        save_strategy=cfg.save_strategy,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=cfg.load_best_model_at_end,
+        metric_for_best_model=cfg.metric_for_best_model if evaluating else None,
+        greater_is_better=cfg.metric_for_best_model != "loss" if evaluating else None,
+        report_to=[t for t in cfg.report_to if t == "tensorboard"] or "none",  # MLflow: helpers/pipeline/tracking.py
         seed=seed,
         data_seed=seed,
         train_sampling_strategy="group_by_length",
@@ -157,15 +193,23 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         include_num_input_tokens_seen="non_padding",
     )
     clock = StepClock(precision.device)
+    if logging_dir is not None and "tensorboard" in cfg.report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(logging_dir)  # read by transformers' TensorBoardCallback
+    callbacks = [clock, ThreadGovernor(precision.device)]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_ds,
+        eval_dataset=tokenize(validation_df, tokenizer, max_length) if evaluating else None,
+        compute_metrics=validation_metrics if evaluating else None,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
-        callbacks=[clock, ThreadGovernor(precision.device)],
+        callbacks=callbacks,
     )
+    resume = last_checkpoint(output_dir) if cfg.save_strategy != "no" else None
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     elapsed = time.perf_counter() - start
     history = trainer.state.log_history
     epochs_done = trainer.state.epoch or 0.0
@@ -180,4 +224,11 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         step_seconds=clock.seconds,
         step_tokens=clock.tokens,
         step_threads=clock.threads,
+        resumed_from_step=int(resume.name.split("-")[-1]) if resume else None,
+        best_step=_step_of(trainer.state.best_model_checkpoint),
+        best_metric=trainer.state.best_metric,
     )
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    return int(Path(checkpoint).name.split("-")[-1]) if checkpoint else None

@@ -1,0 +1,150 @@
+"""Training you can watch, stop early and resume: validation during training, the best checkpoint,
+early stopping, a killed training resumed to the same result, TensorBoard and MLflow."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import config
+from helpers.core.device import precision_for
+from helpers.report import plots
+from helpers.train import models, trainer
+
+CPU = precision_for("cpu")
+LABELS = ["negative", "positive"]
+TEXTS = ["a wonderful, moving film", "dull and far too long", "I loved every minute", "a waste of time",
+         "sharp, funny and warm", "I walked out halfway", "the best thing this year", "flat and lifeless"]
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def frame(repeat: int = 2) -> pd.DataFrame:
+    return pd.DataFrame({"text": TEXTS * repeat, "label": [1, 0] * 4 * repeat})
+
+
+def control(**changes) -> config.TrainConfig:
+    return dataclasses.replace(config.load_preset("tiny").train, **{"batch_size": 4, "learning_rate": 5e-3, **changes})
+
+
+def fresh_model() -> tuple[torch.nn.Module, object]:
+    spec = config.get_model("minilm-l6")
+    tokenizer = models.load_tokenizer(spec)
+    torch.manual_seed(0)
+    model = models.add_lora(models.load_base(spec, LABELS, CPU, tokenizer=tokenizer), spec, control())
+    return model, tokenizer
+
+
+def run_training(output_dir: Path, cfg: config.TrainConfig) -> trainer.TrainResult:
+    """The same small training every time (minilm-l6, 16 texts, seed 0, one thread)."""
+    torch.set_num_threads(1)
+    model, tokenizer = fresh_model()
+    result = trainer.train(model, tokenizer, frame(), cfg, CPU, 32, 0, output_dir, frame(1))
+    result.adapter = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return result
+
+
+def test_validation_during_training_keeps_the_best_step(tmp_path):
+    cfg = control(max_steps=6, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2,
+                  load_best_model_at_end=True)
+    result = run_training(tmp_path, cfg)
+    evaluated = [e for e in result.log_history if "eval_f1" in e]
+    assert [e["step"] for e in evaluated] == [2, 4, 6]
+    assert all({"eval_loss", "eval_accuracy", "eval_f1"} <= set(e) for e in evaluated)
+    best = max(evaluated, key=lambda e: (e["eval_f1"], -e["step"]))
+    assert result.best_step == best["step"] and result.best_metric == pytest.approx(best["eval_f1"])
+    fig = plots.training_curves(result.log_history, result.best_step)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["Training curves", "Validation during training"]
+
+
+def test_early_stopping_ends_training_when_validation_stops_improving(tmp_path):
+    cfg = control(max_steps=20, learning_rate=1e-12, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+                  save_steps=2, load_best_model_at_end=True, early_stopping_patience=1, metric_for_best_model="loss")
+    result = run_training(tmp_path, cfg)
+    assert result.steps == 4  # step 2 is best, step 4 does not improve on it: patience 1 stops there
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    result = run_training(tmp_path, control(epochs=1, gradient_accumulation_steps=2, max_grad_norm=0.5))
+    assert result.steps == 2  # 16 texts, batches of 4, two batches per optimizer step
+
+
+KILLED_AT = 3
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint_to_the_same_adapter(tmp_path):
+    cfg = control(max_steps=6, save_strategy="steps", save_steps=2)
+    uninterrupted = run_training(tmp_path / "whole", cfg)
+    script = (
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {str(TESTS_DIR)!r})\n"
+        "import test_training_control as t\n"
+        "from helpers.train import trainer\n"
+        "original = trainer.StepClock.on_step_end\n"
+        "def dying(self, args, state, control, **kwargs):\n"
+        "    original(self, args, state, control, **kwargs)\n"
+        f"    if state.global_step == {KILLED_AT}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)  # as a power cut would\n"
+        "trainer.StepClock.on_step_end = dying\n"
+        f"t.run_training(t.Path({str(tmp_path / 'killed')!r}), t.control(max_steps=6, save_strategy='steps', "
+        "save_steps=2))\n")
+    killed = subprocess.run([sys.executable, "-c", script], cwd=TESTS_DIR.parent, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert trainer.last_checkpoint(tmp_path / "killed").name == "checkpoint-2"
+    resumed = run_training(tmp_path / "killed", cfg)
+    assert resumed.resumed_from_step == 2 and resumed.steps == 6
+    assert resumed.adapter.keys() == uninterrupted.adapter.keys()
+    for name, weight in uninterrupted.adapter.items():
+        assert torch.equal(resumed.adapter[name], weight), name
+    final_loss = [e["loss"] for e in uninterrupted.log_history if "loss" in e][-1]
+    assert [e["loss"] for e in resumed.log_history if "loss" in e][-1] == final_loss
+
+
+def test_tensorboard_writes_event_files_where_the_run_says(tmp_path):
+    pytest.importorskip("tensorboard")
+    torch.set_num_threads(1)
+    model, tokenizer = fresh_model()
+    cfg = control(max_steps=2, report_to=["tensorboard"])
+    trainer.train(model, tokenizer, frame(), cfg, CPU, 32, 0, tmp_path / "out", None, tmp_path / "tensorboard")
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"eval_strategy": "steps"}, r"eval_strategy 'steps' needs eval_steps"),
+    ({"load_best_model_at_end": True}, r"load_best_model_at_end needs eval_strategy and save_strategy set alike"),
+    ({"eval_strategy": "steps", "eval_steps": 3, "save_strategy": "steps", "save_steps": 4,
+      "load_best_model_at_end": True}, r"save_steps \(4\) to be a multiple of eval_steps \(3\)"),
+    ({"early_stopping_patience": 2}, r"early_stopping_patience needs load_best_model_at_end: true"),
+    ({"report_to": ["wandb"]}, r"report_to must be a list of trackers from \['mlflow', 'tensorboard'\]"),
+    ({"metric_for_best_model": "auc"}, r"metric_for_best_model must be one of \['accuracy', 'f1', 'loss'\]"),
+])
+def test_inconsistent_training_control_is_refused_when_the_config_is_built(changes, message):
+    with pytest.raises(config.ConfigError, match=message):
+        dataclasses.replace(config.TrainConfig(), **changes)
+
+
+def test_a_study_tracking_reaches_every_run_as_report_to(tmp_path):
+    import yaml
+
+    path = tmp_path / "tracked.yaml"
+    path.write_text(yaml.safe_dump({"name": "tracked", "models": ["minilm-l6"], "datasets": ["finefoods"],
+                                    "preset": "quick", "seeds": [1], "tracking": ["tensorboard", "mlflow"],
+                                    "overrides": {"train": {"max_steps": 2}}}))
+    study = config.load_study(path)
+    assert config.run_overrides(study) == {"train": {"max_steps": 2, "report_to": ["tensorboard", "mlflow"]}}
+    path.write_text(path.read_text().replace("mlflow", "wandb"))
+    with pytest.raises(config.ConfigError, match=r"tracking must be a list of trackers"):
+        config.load_study(path)
+
+
+def test_quantization_the_device_cannot_run_is_named_or_replaced():
+    spec = config.get_model("minilm-l6")
+    with pytest.raises(models.ModelError, match="quantization 8bit .* needs CUDA; use 4bit"):
+        models.usable_quantization(spec, "8bit", "cpu")
+    assert models.usable_quantization(spec, "4bit", "mps") == "none"  # with a warning: full precision on MPS
+    assert models.usable_quantization(spec, "4bit", "cpu") == "4bit"
