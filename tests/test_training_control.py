@@ -148,3 +148,14 @@ def test_quantization_the_device_cannot_run_is_named_or_replaced():
         models.usable_quantization(spec, "8bit", "cpu")
     assert models.usable_quantization(spec, "4bit", "mps") == "none"  # with a warning: full precision on MPS
     assert models.usable_quantization(spec, "4bit", "cpu") == "4bit"
+
+
+def test_training_reports_its_steps_for_the_runner(tmp_path, monkeypatch):
+    import json
+
+    from helpers.core import progress
+
+    monkeypatch.setenv(progress.ENV, str(tmp_path / "progress.json"))
+    run_training(tmp_path / "out", control(max_steps=3))
+    record = json.loads((tmp_path / "progress.json").read_text())
+    assert (record["task"], record["done"], record["total"]) == ("train", 3, 3) and "loss" in record

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from helpers.core import progress
 from helpers.core.threads import cpu_threads
 
 if TYPE_CHECKING:  # a run-time import costs seconds in every notebook kernel
@@ -26,12 +27,14 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float64)
+    batches = length_sorted_batches(lengths, batch_size)
     with cpu_threads(device):
-        for batch in length_sorted_batches(lengths, batch_size):
+        for done, batch in enumerate(batches, start=1):
             features = [{k: encoded[k][i] for k in encoded.keys()} for i in batch]
             inputs = tokenizer.pad(features, return_tensors="pt").to(device)
             logits = model(**inputs).logits.float()
             probs[batch] = torch.softmax(logits, dim=-1).cpu().numpy()
+            progress.report("predict", done, len(batches))
     return probs
 
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from helpers import config
 from helpers.config import Study
+from helpers.core import progress
 from helpers.core.io import atomic_write_text, write_json, write_yaml
 from helpers.core.paths import bench_notebook, display_path, experiments_dir, reports_dir, resolve
 from helpers.pipeline import holdout
@@ -39,8 +40,9 @@ BENCH_STAGE = "06_bench"
 REPLACED = ".replaced"  # finished runs being replaced under --force, until their new run finishes
 FAILED_ATTEMPTS = ".failed-attempts"  # a --force attempt that failed, kept for inspection
 # What an attempt leaves in a run folder that must not mix with the next one (e.g. in the report).
-ATTEMPT_FILES = ("results.json", "failed.json", "predictions.csv", "0*_*.ipynb", ".0*_*.tmp.ipynb", "stages",
-                 "adapter", ".adapter.tmp", ".trainer-*")
+PROGRESS_FILE = ".progress.json"  # the running stage's own progress (helpers/core/progress.py)
+ATTEMPT_FILES = (PROGRESS_FILE, "results.json", "failed.json", "predictions.csv", "0*_*.ipynb", ".0*_*.tmp.ipynb",
+                 "stages", "adapter", ".adapter.tmp", ".trainer-*")
 
 
 @dataclass
@@ -199,9 +201,11 @@ def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
     bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo)
     for plan in todo:
         for i, stage in enumerate(STAGES):
-            bar.set_postfix_str(f"{plan.run_dir.parent.name}/{plan.run_dir.name} {stage}")
+            where = f"{plan.run_dir.parent.name}/{plan.run_dir.name} {stage}"
+            bar.set_postfix_str(where)
             try:
-                execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params)
+                with progress.shown(plan.run_dir / PROGRESS_FILE, lambda line: bar.set_postfix_str(f"{where} · {line}")):
+                    execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params)
             except Exception as exc:  # a failed model must not take the study down
                 error = error_summary(exc)
                 log.error("%s/%s failed in %s: %s", plan.run_dir.parent.name, plan.run_dir.name, stage, error)

@@ -26,6 +26,7 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, EvalPr
                           PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed)
 
 from helpers.config import TrainConfig
+from helpers.core import progress
 from helpers.core.device import Precision, synchronize
 from helpers.core.threads import free_core_threads
 from helpers.train.dropout import use_numpy_dropout
@@ -95,6 +96,21 @@ class ThreadGovernor(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         torch.set_num_threads(self._before)
+
+
+class ProgressReporter(TrainerCallback):
+    """Steps done, the last logged loss and validation F1 for the runner's terminal (helpers/core/progress.py)."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, float] = {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key, label in (("loss", "loss"), ("eval_f1", "validation F1")):
+            if logs and key in logs:
+                self.shown[label] = float(logs[key])
+
+    def on_step_end(self, args, state, control, **kwargs):
+        progress.report("train", state.global_step, state.max_steps, **self.shown)
 
 
 CUDA_PAD_MULTIPLE = 64
@@ -195,7 +211,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
     clock = StepClock(precision.device)
     if logging_dir is not None and "tensorboard" in cfg.report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(logging_dir)  # read by transformers' TensorBoardCallback
-    callbacks = [clock, ThreadGovernor(precision.device)]
+    callbacks = [clock, ThreadGovernor(precision.device), ProgressReporter()]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = Trainer(
