@@ -27,8 +27,8 @@ from helpers.config import Study
 from helpers.core import progress
 from helpers.core.io import atomic_write_text, write_json, write_yaml
 from helpers.core.paths import bench_notebook, display_path, experiments_dir, reports_dir, resolve
-from helpers.pipeline import holdout
 from helpers.data import load_splits
+from helpers.pipeline import holdout
 from helpers.pipeline.lock import study_lock
 from helpers.pipeline.notebooks import (clean_kernel_leftovers, error_summary, execute_notebook, reproduce_command,
                                         sync_notebooks)
