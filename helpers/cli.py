@@ -19,6 +19,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  FAILED {plan.run_dir.parent.name}/{plan.run_dir.name} in {stage}: {error}", file=sys.stderr)
     if outcome.report_html:
         print(f"report: {outcome.report_html}\n        {outcome.report_pdf}")
+    if args.publish:
+        from helpers import config
+        from helpers.pipeline.publish import publish_study
+        from helpers.pipeline.study import study_dir
+
+        study = config.load_study(args.study)
+        print(f"published: {publish_study(study, study_dir(study), outcome.report_html, outcome.report_pdf, args.study)}")
     return 1 if outcome.failed else 0
 
 
@@ -95,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rerun runs that already have results; each finished run is replaced only when its new "
                           "run has finished (if the new one fails or is killed, the old results stay)")
     run.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report")
+    run.add_argument("--publish", action="store_true",
+                     help="copy the results, comparisons and report to reports/studies/<device>/<study>/ "
+                          "(committed on purpose, like published benchmarks)")
     run.set_defaults(func=_run)
     data = sub.add_parser("data", help="load and check a dataset, print its card",
                           description="Loads a dataset through the study's own code and prints rows per "

@@ -142,3 +142,25 @@ def test_checks_hold_however_a_record_is_made():
         config.Preset(name="p", max_train=1, max_validation=1, max_test=1, max_length=4, balance=False)
     with pytest.raises(config.ConfigError, match=r"models must be list\[str\], got 'minilm-l6'"):
         config.Study(name="x", models="minilm-l6", datasets=["finefoods"], preset="quick", seeds=[1])
+
+
+def test_dataset_overrides_apply_to_that_datasets_runs_over_the_study_overrides(tmp_path):
+    from helpers.pipeline.study import plan_runs
+
+    path = write(tmp_path, "name: x\nmodels: [minilm-l6]\ndatasets: [finefoods, sst2]\npreset: quick\nseeds: [1]\n"
+                           "overrides: {train: {batch_size: 8, epochs: 2}}\n"
+                           "dataset_overrides: {sst2: {max_train: 100, train: {batch_size: 64}}}\n")
+    study = config.load_study(path)
+    assert config.run_overrides(study, "finefoods") == {"train": {"batch_size": 8, "epochs": 2}}
+    assert config.run_overrides(study, "sst2") == {"train": {"batch_size": 64, "epochs": 2}, "max_train": 100}
+    params = {plan.dataset: plan.params["overrides"] for plan in plan_runs(study)}
+    assert params == {"finefoods": config.run_overrides(study, "finefoods"), "sst2": config.run_overrides(study, "sst2")}
+
+
+def test_dataset_overrides_name_a_study_dataset_and_are_checked_against_the_preset(tmp_path):
+    base = "name: x\nmodels: [minilm-l6]\ndatasets: [finefoods]\npreset: quick\nseeds: [1]\n"
+    with pytest.raises(config.ConfigError, match=r"dataset_overrides must be a mapping from the study's dataset ids"):
+        config.load_study(write(tmp_path, base + "dataset_overrides: {sst2: {max_train: 10}}\n"))
+    with pytest.raises(config.ConfigError,
+                       match=r"study.yaml: dataset_overrides.finefoods: train: batch_size must be a positive integer"):
+        config.load_study(write(tmp_path, base + "dataset_overrides: {finefoods: {train: {batch_size: 0}}}\n"))

@@ -61,6 +61,15 @@ def test_validation_during_training_keeps_the_best_step(tmp_path):
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["Training curves", "Validation during training"]
 
 
+def test_eval_steps_as_a_fraction_evaluates_at_that_share_of_training(tmp_path):
+    """0.25 of 8 steps: validation at steps 2, 4, 6 and 8, whatever the data set's size."""
+    cfg = control(max_steps=8, eval_strategy="steps", eval_steps=0.25, save_strategy="steps", save_steps=0.25,
+                  load_best_model_at_end=True)
+    result = run_training(tmp_path, cfg)
+    assert [e["step"] for e in result.log_history if "eval_f1" in e] == [2, 4, 6, 8]
+    assert result.best_step in {2, 4, 6, 8}
+
+
 def test_early_stopping_ends_training_when_validation_stops_improving(tmp_path):
     cfg = control(max_steps=20, learning_rate=1e-12, eval_strategy="steps", eval_steps=2, save_strategy="steps",
                   save_steps=2, load_best_model_at_end=True, early_stopping_patience=1, metric_for_best_model="loss")
@@ -119,6 +128,9 @@ def test_tensorboard_writes_event_files_where_the_run_says(tmp_path):
     ({"load_best_model_at_end": True}, r"load_best_model_at_end needs eval_strategy and save_strategy set alike"),
     ({"eval_strategy": "steps", "eval_steps": 3, "save_strategy": "steps", "save_steps": 4,
       "load_best_model_at_end": True}, r"save_steps \(4\) to be a multiple of eval_steps \(3\)"),
+    ({"eval_strategy": "steps", "eval_steps": 1.5},
+     r"eval_steps must be null or a positive integer or a fraction in \(0, 1\) of the training's steps, got 1.5"),
+    ({"save_strategy": "steps", "save_steps": 0}, r"save_steps must be null or a positive integer or a fraction"),
     ({"early_stopping_patience": 2}, r"early_stopping_patience needs load_best_model_at_end: true"),
     ({"report_to": ["wandb"]}, r"report_to must be a list of trackers from \['mlflow', 'tensorboard'\]"),
     ({"metric_for_best_model": "auc"}, r"metric_for_best_model must be one of \['accuracy', 'f1', 'loss'\]"),

@@ -33,6 +33,14 @@ def _fraction(value: float) -> bool:
     return 0 <= value < 1
 
 
+STEPS = "a positive integer or a fraction in (0, 1) of the training's steps"
+STEPS_RULE = f"null or {STEPS}"
+
+
+def _steps(value: float | None) -> bool:
+    return value is None or 0 < value < 1 or (value >= 1 and value == int(value))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: float = 1
@@ -55,9 +63,11 @@ class TrainConfig:
     # Training control: validation during training, the best checkpoint, early stopping. A run
     # whose training was killed resumes from its last checkpoint in <run>/checkpoints/.
     eval_strategy: str = "no"  # no | steps | epoch: validation loss, accuracy and macro F1 while training
-    eval_steps: int | None = None  # with eval_strategy steps
+    # With eval_strategy steps: every n optimizer steps, or a fraction in (0, 1) of the training's
+    # steps (0.2: five evaluations whatever the data set's size, as transformers reads it).
+    eval_steps: float | None = None
     save_strategy: str = "no"  # no | steps | epoch: checkpoints in the run folder, resumed after a kill
-    save_steps: int | None = None  # with save_strategy steps
+    save_steps: float | None = None  # with save_strategy steps; a positive integer or a fraction as eval_steps
     save_total_limit: int | None = 2  # checkpoints kept (the best one is always kept)
     load_best_model_at_end: bool = False  # the adapter saved is the best validation checkpoint's
     metric_for_best_model: str = "f1"  # f1 (macro) | accuracy | loss, on validation
@@ -81,9 +91,9 @@ class TrainConfig:
             ("gradient_accumulation_steps", "a positive integer", _positive),
             ("max_grad_norm", "a positive number", _positive),
             ("eval_strategy", *one_of(STRATEGIES)),
-            ("eval_steps", "null or a positive integer", lambda v: v is None or v > 0),
+            ("eval_steps", STEPS_RULE, _steps),
             ("save_strategy", *one_of(STRATEGIES)),
-            ("save_steps", "null or a positive integer", lambda v: v is None or v > 0),
+            ("save_steps", STEPS_RULE, _steps),
             ("save_total_limit", "null (keep all) or a positive integer", lambda v: v is None or v > 0),
             ("metric_for_best_model", *one_of(BEST_METRICS)),
             ("early_stopping_patience", "0 (off) or a positive integer", _at_least(0)),
@@ -91,7 +101,7 @@ class TrainConfig:
         ])
         for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
             if getattr(self, strategy) == "steps" and not getattr(self, steps):
-                raise ConfigError(f"{strategy} 'steps' needs {steps} (a positive integer)")
+                raise ConfigError(f"{strategy} 'steps' needs {steps} ({STEPS})")
         if self.load_best_model_at_end and (self.eval_strategy == "no" or self.save_strategy != self.eval_strategy):
             raise ConfigError("load_best_model_at_end needs eval_strategy and save_strategy set alike (steps or "
                               "epoch): the best model is one of the saved checkpoints")

@@ -24,6 +24,9 @@ class Study:
     weights: dict[str, float] | None = None
     data_dir: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Per dataset, over `overrides`: {<dataset id>: {train: {batch_size: 256}}}. One preset serves
+    # data sets of very different sizes (SST-2's 67,349 sentences beside 2,500 reviews).
+    dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
     benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
     tracking: list[str] = field(default_factory=list)  # tensorboard | mlflow, for every run (train.report_to)
@@ -35,6 +38,8 @@ class Study:
             ("datasets", "a list of at least one dataset id, each once", lambda v: bool(v) and unique(v)),
             ("seeds", "a list of at least one integer seed, each once", lambda v: bool(v) and unique(v)),
             ("tracking", f"a list of trackers from {sorted(TRACKERS)}", lambda v: set(v) <= TRACKERS),
+            ("dataset_overrides", "a mapping from the study's dataset ids to overrides",
+             lambda v: set(v) <= set(self.datasets)),
             ("weights", "null or non-negative weights of registered metrics that sum to more than 0",
              lambda v: v is None or (all(w >= 0 for w in v.values()) and sum(v.values()) > 0)),
         ])
@@ -78,16 +83,28 @@ def load_study(path: str | Path) -> Study:
         if not any(resolve(folder).glob("*/*.json")):
             raise ConfigError(f"{path}: benchmarks entry {folder!r} holds no <dataset>/<model>.json; run "
                               f"`senticompare bench --publish` to make one (reports/benchmarks/<device>/) or remove it")
-    apply_overrides(load_preset(study.preset), run_overrides(study), f"{path}: overrides")
+    for dataset in study.datasets:
+        where = f"{path}: dataset_overrides.{dataset}" if dataset in study.dataset_overrides else f"{path}: overrides"
+        apply_overrides(load_preset(study.preset), run_overrides(study, dataset), where)
     return study
 
 
-def run_overrides(study: Study) -> dict[str, Any]:
-    """The study's overrides with its `tracking:` as every run's train.report_to."""
-    if not study.tracking:
-        return study.overrides
-    train = {**study.overrides.get("train", {}), "report_to": list(study.tracking)}
-    return {**study.overrides, "train": train}
+def run_overrides(study: Study, dataset: str | None = None) -> dict[str, Any]:
+    """What a run of `dataset` changes in the preset: the study's overrides, then the dataset's
+    own (section by section: a dataset's `train: {batch_size: 256}` keeps the study's other train
+    keys), with the study's `tracking:` as train.report_to."""
+    merged = _merge(study.overrides, study.dataset_overrides.get(dataset, {}) if dataset else {})
+    if study.tracking:
+        merged = _merge(merged, {"train": {"report_to": list(study.tracking)}})
+    return merged
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = {**merged[key], **value} if both else value
+    return merged
 
 
 def _check_holdout(study: Study, datasets: dict[str, DatasetSpec], path: Path) -> None:

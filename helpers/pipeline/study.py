@@ -78,7 +78,7 @@ def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str |
             params = {
                 "model": model, "dataset": dataset, "preset": study.preset, "seed": seed,
                 "run_dir": display_path(run_dir), "data_dir": study.data_dir,
-                "overrides": config.run_overrides(study), "study": study.name,
+                "overrides": config.run_overrides(study, dataset), "study": study.name,
             }
             if holdout_group is not None:  # only then: earlier runs' params.yaml stay as they were
                 params["holdout_group"] = holdout_group
@@ -171,12 +171,12 @@ def _settle(plan: RunPlan, study_root: Path, succeeded: bool) -> None:
 def check_data(study: Study) -> None:
     """Load and check every dataset of the study for every seed (and held-out group) before any
     training: a data error stops the study here, once, not inside each model's 01_data."""
-    preset = config.apply_overrides(config.load_preset(study.preset), study.overrides)
     specs = [config.get_dataset(name) for name in study.datasets]
     for group in holdout.groups(study):
         spec = config.get_dataset(study.holdout["dataset"])
         specs.append(dataclasses.replace(spec, holdout_group=group))
     for spec in specs:
+        preset = config.apply_overrides(config.load_preset(study.preset), config.run_overrides(study, spec.id))
         for seed in study.seeds:
             load_splits(spec, preset, seed, study.data_dir)
 
