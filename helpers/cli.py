@@ -20,13 +20,28 @@ def _run(args: argparse.Namespace) -> int:
     if outcome.report_html:
         print(f"report: {outcome.report_html}\n        {outcome.report_pdf}")
     if args.publish:
-        from helpers import config
-        from helpers.pipeline.publish import publish_study
-        from helpers.pipeline.study import study_dir
-
-        study = config.load_study(args.study)
-        print(f"published: {publish_study(study, study_dir(study), outcome.report_html, outcome.report_pdf, args.study)}")
+        _publish(args.study, outcome)
     return 1 if outcome.failed else 0
+
+
+def _publish(study_arg: str, outcome) -> None:
+    from helpers import config
+    from helpers.pipeline.publish import publish_study
+    from helpers.pipeline.study import study_dir
+
+    study = config.load_study(study_arg)
+    print(f"published: {publish_study(study, study_dir(study), outcome.report_html, outcome.report_pdf, study_arg)}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from helpers.pipeline.study import report_study
+
+    outcome = report_study(args.study)
+    print(f"study {outcome.study}: {len(outcome.reused)} finished run(s) reported")
+    print(f"report: {outcome.report_html}\n        {outcome.report_pdf}")
+    if args.publish:
+        _publish(args.study, outcome)
+    return 0
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -106,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="copy the results, comparisons and report to reports/studies/<device>/<study>/ "
                           "(committed on purpose, like published benchmarks)")
     run.set_defaults(func=_run)
+    report = sub.add_parser(
+        "report", help="compare and report what a study has finished, training nothing",
+        description=textwrap.fill("Runs 05_compare per dataset and writes reports/<study>.html and .pdf from the "
+                    "study's finished runs only: for a study stopped part way (killed, out of device time) or "
+                    "whose runs were made on another machine. Runs not finished are listed as such."),
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("study", help="a study YAML or a study's name in params/studies/")
+    report.add_argument("--publish", action="store_true",
+                        help="copy the finished results, comparisons and report to reports/studies/<device>/<study>/")
+    report.set_defaults(func=_report)
     data = sub.add_parser("data", help="load and check a dataset, print its card",
                           description="Loads a dataset through the study's own code and prints rows per "
                                       "split, class balance and the data checks' findings.")

@@ -32,8 +32,9 @@ from helpers.report import plots
 from helpers.report.escape import md
 
 found = compare_dataset(resolve(study_dir), weights)
+statuses = pd.Series([f["status"] for f in found.failures], dtype=object)
 display(Markdown(f"**{len(found.table)}** model(s) finished on **{md(dataset)}** ({len(found.runs)} run(s)), "
-                 f"**{len(found.failures)}** failed."))
+                 f"**{(statuses == 'failed').sum()}** failed, **{(statuses == 'not finished').sum()}** not finished."))
 
 # %% [markdown]
 # ## Ranking
@@ -62,10 +63,10 @@ else:
     display(Markdown("One seed per model: no seed-to-seed spread to compare against."))
 
 # %% [markdown]
-# ## Failed models
+# ## Failed and unfinished runs
 
 # %%
-pd.DataFrame(found.failures, columns=["run", "stage", "error"]) if found.failures else Markdown("None: every model finished.")
+pd.DataFrame(found.failures, columns=["run", "status", "stage", "error"]) if found.failures else Markdown("None: every model finished.")
 
 # %% [markdown]
 # ## Paired significance (exact McNemar)

@@ -326,3 +326,27 @@ def test_reliability_and_risk_coverage_plots():
     (ax,) = fig.axes
     assert ax.get_legend().get_texts()[0].get_text() == f"A (AURC {selective.aurc(y, p):.3f})"
     assert ax.lines[0].get_xdata()[-1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("files, stage", [
+    ([], "not started"),
+    (["01_data.ipynb"], "after 01_data"),
+    (["01_data.ipynb", ".02_train.tmp.ipynb"], "02_train"),
+    (["01_data.ipynb", "02_train.failed.ipynb"], "02_train"),
+])
+def test_a_run_the_study_did_not_finish_is_listed_with_the_stage_it_stopped_in(tmp_path, files, stage):
+    dataset = tmp_path / "sst2"
+    for name, content in {"stopped": None, "broken": {"stage": "03_evaluate", "error": "ValueError: x"}}.items():
+        (dataset / name).mkdir(parents=True)
+        (dataset / name / "params.yaml").write_text(f"model: {name}\n")
+        if content:
+            (dataset / name / "failed.json").write_text(json.dumps(content))
+    (dataset / "notes").mkdir()  # not a planned run: no params.yaml
+    for name in files:
+        (dataset / "stopped" / name).write_text("{}")
+    results, failures = run_table.collect_runs(dataset)
+    assert results == []
+    assert failures == [
+        {"run": "broken", "status": "failed", "stage": "03_evaluate", "error": "ValueError: x"},
+        {"run": "stopped", "status": "not finished", "stage": stage, "error": run_table.UNFINISHED_NOTE},
+    ]

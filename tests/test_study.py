@@ -4,6 +4,7 @@ from __future__ import annotations
 import html as html_lib
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -12,11 +13,13 @@ import pytest
 import yaml
 from bs4 import BeautifulSoup
 
+from helpers import config
 from helpers.compare import runs as run_table
 from helpers.core import paths
-from helpers.core.io import read_json
+from helpers.core.io import read_json, write_yaml
 from helpers.evaluate import conformal
-from helpers.pipeline.study import run_study
+from helpers.pipeline.publish import publish_study
+from helpers.pipeline.study import plan_runs, report_study, run_study
 
 pytestmark = pytest.mark.slow
 
@@ -212,3 +215,37 @@ def test_a_single_stage_reruns_with_plain_papermill_to_the_same_metrics(tiny_stu
     for key in ("accuracy", "f1", "precision", "recall", "confusion_matrix"):
         assert again[key] == recorded[key], key
     assert json.dumps(again["accuracy_ci95"]) == json.dumps(recorded["accuracy_ci95"])
+
+
+def test_a_study_stopped_part_way_is_reported_and_published_with_what_did_not_finish(tiny_study, tmp_path):
+    """What a study killed in gemma3-270m's 02_train leaves (its 01_data notebook, no results) is
+    reported as not finished beside the finished runs; publishing copies only finished runs."""
+    stopped = tmp_path / "tiny.yaml"
+    stopped.write_text(yaml.safe_dump({**TINY, "models": [*TINY["models"], "gemma3-270m"]}))
+    dataset_dir = paths.experiments_dir() / "tiny" / "sst2"
+    plan = next(p for p in plan_runs(config.load_study(stopped)) if p.model == "gemma3-270m")
+    plan.run_dir.mkdir()
+    write_yaml(plan.run_dir / "params.yaml", plan.params)
+    shutil.copy(dataset_dir / "minilm-l6" / "01_data.ipynb", plan.run_dir / "01_data.ipynb")
+    try:
+        outcome = report_study(stopped)
+        assert sorted(p.model for p in outcome.reused) == ["minilm-l6", "smollm2-135m"]
+        failures = read_json(dataset_dir / "comparison.json")["failures"]
+        assert [(f["run"], f["status"], f["stage"]) for f in failures] == [
+            ("distilbert-base", "failed", "01_data"), ("gemma3-270m", "not finished", "after 01_data")]
+        text = " ".join(BeautifulSoup(outcome.report_html.read_text(), "html.parser").get_text(" ").split())
+        assert "1 run(s) not finished: gemma3-270m (after 01_data)" in text
+        assert "Not finished (after 01_data)" in text
+        published = publish_study(config.load_study(stopped), paths.experiments_dir() / "tiny", outcome.report_html,
+                                  outcome.report_pdf, stopped)
+        assert published.parent.parent == paths.reports_dir() / "studies" and published.name == "tiny"
+        assert sorted(p.parent.name for p in published.glob("sst2/*/results.json")) == ["minilm-l6", "smollm2-135m"]
+        assert yaml.safe_load((published / "study.yaml").read_text())["models"][-1] == "gemma3-270m"
+        assert read_json(published / "sst2" / "comparison.json")["failures"] == failures
+        assert (published / "tiny.pdf").read_bytes()[:5] == b"%PDF-"
+        changed = tmp_path / "changed.yaml"  # other parameters than the runs were made with
+        changed.write_text(yaml.safe_dump({**TINY, "seeds": [3], "overrides": {**TINY["overrides"], "max_test": 41}}))
+        with pytest.raises(config.ConfigError, match=r"minilm-l6/params.yaml differs from what tiny plans"):
+            report_study(changed)
+    finally:
+        shutil.rmtree(plan.run_dir)

@@ -144,12 +144,37 @@ def ece_bins(results: list[dict], default: int = 15) -> int:
     return default
 
 
+STAGE_NOTEBOOK = re.compile(r"^\.?(?P<stage>0[1-4]_[a-z]+)(\.(?P<state>failed|tmp))?\.ipynb$")
+FAILED, UNFINISHED = "failed", "not finished"
+UNFINISHED_NOTE = "the study stopped before this run ended (killed, or out of time); run the study again to finish it"
+
+
+def unfinished(run_dir: Path) -> dict | None:
+    """A planned run (it has params.yaml) that neither finished nor recorded a failure, as a failure
+    record with the stage it stopped in (`not started` before 01_data); None for a finished or failed run."""
+    if not (run_dir / "params.yaml").is_file() or any((run_dir / f).exists() for f in ("results.json", "failed.json")):
+        return None
+    found = [m for p in run_dir.iterdir() if (m := STAGE_NOTEBOOK.match(p.name))]
+    stopped = sorted(m["stage"] for m in found if m["state"])  # a stage's temporary or failed notebook
+    done = sorted(m["stage"] for m in found if not m["state"])
+    stage = stopped[-1] if stopped else f"after {done[-1]}" if done else "not started"
+    return {"run": run_dir.name, "status": UNFINISHED, "stage": stage, "error": UNFINISHED_NOTE}
+
+
+def stopped_where(stage: str) -> str:
+    """An unfinished run's stage as words: `in 02_train`, `after 01_data` or `not started`."""
+    return stage if stage == "not started" or stage.startswith("after ") else f"in {stage}"
+
+
 def collect_runs(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
-    """Results and failures of every run under one dataset of a study; each result names its run folder."""
+    """Results and failures of every run under one dataset of a study; each result names its run
+    folder. A run the study has not finished (see `unfinished`) is listed with the failures, by its status."""
     results, failures = [], []
     for run_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
         if (run_dir / "failed.json").exists():
-            failures.append({"run": run_dir.name, **read_json(run_dir / "failed.json")})
+            failures.append({"run": run_dir.name, "status": FAILED, **read_json(run_dir / "failed.json")})
         elif (run_dir / "results.json").exists():
             results.append({**read_json(run_dir / "results.json"), "run": run_dir.name})
+        elif (pending := unfinished(run_dir)) is not None:
+            failures.append(pending)
     return results, failures

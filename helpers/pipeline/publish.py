@@ -50,7 +50,8 @@ def publish_study(study: Study, study_root: Path, report_html: Path | None, repo
         for name in RUN_FILES:
             if (run / name).is_file():
                 shutil.copy2(run / name, folder / name)
-    for comparison in study_root.glob("*/comparison.json"):
+    for comparison in study_root.glob("*/comparison.json"):  # also of a dataset where no run finished
+        (staging / comparison.parent.name).mkdir(exist_ok=True)
         shutil.copy2(comparison, staging / comparison.relative_to(study_root))
     for report in (report_html, report_pdf):
         if report is not None and report.is_file():

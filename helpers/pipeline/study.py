@@ -219,8 +219,17 @@ def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
             _settle(plan, root, succeeded=True)
             outcome.done.append(plan)
     bar.close()
+    _compare_and_report(study, root, notebooks, outcome, report)
+    return outcome
+
+
+def _compare_and_report(study: Study, root: Path, notebooks: dict[str, Path], outcome: StudyOutcome,
+                        report: bool) -> None:
+    """05_compare per dataset that has a run folder, 06_bench per benchmark folder, then the report."""
     for dataset in study.datasets:
         compare_dir = root / dataset
+        if not compare_dir.is_dir():
+            continue
         execute_notebook(notebooks[COMPARE_STAGE], compare_dir / f"{COMPARE_STAGE}.ipynb", {
             "study": study.name, "dataset": dataset,
             "study_dir": display_path(compare_dir),
@@ -233,4 +242,26 @@ def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
         from helpers.report.stitch import build_report
 
         outcome.report_html, outcome.report_pdf = build_report(study, root, reports_dir())
-    return outcome
+
+
+def report_study(study_path: str | Path) -> StudyOutcome:
+    """Compare and report what a study has finished, training nothing: for a study stopped part way
+    (killed, or out of device time), or one whose runs were made on another machine. Runs not
+    finished show as such in the comparison and the report; a finished run whose params.yaml differs
+    from the study's plan stops it, as in `run_study`."""
+    study = config.load_study(study_path)
+    root = study_dir(study)
+    if not root.is_dir():
+        raise config.ConfigError(f"{root} does not exist: run the study first (senticompare run {study_path})")
+    with study_lock(root, study.name):
+        outcome = StudyOutcome(study.name)
+        for plan in plan_runs(study):
+            if not (plan.run_dir / "results.json").is_file():
+                continue
+            recorded = yaml.safe_load((plan.run_dir / "params.yaml").read_text())
+            if recorded != plan.params:
+                raise config.ConfigError(f"{plan.run_dir}/params.yaml differs from what {study.name} plans for it: "
+                                         f"report the study file the runs were made with")
+            outcome.reused.append(plan)
+        _compare_and_report(study, root, sync_notebooks(), outcome, report=True)
+        return outcome

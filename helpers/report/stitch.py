@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
+from helpers.compare.runs import stopped_where, unfinished
 from helpers.config import Study
 from helpers.core.io import atomic_write_bytes, atomic_write_text, read_json
 from helpers.core.paths import bench_notebook
@@ -166,6 +167,9 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
                 failure = read_json(run_dir / "failed.json")
                 body.append(_markdown(
                     f"**Failed in {md(failure['stage'])}:**\n\n<pre>{html_text(failure['error'])}</pre>"))
+            elif (pending := unfinished(run_dir)) is not None:
+                body.append(_markdown(f"**Not finished** ({md(stopped_where(pending['stage']))}): "
+                                      f"{md(pending['error'])}."))
             for stage in STAGES:
                 path = run_dir / f"{stage}.ipynb"
                 if path.exists():

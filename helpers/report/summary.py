@@ -16,6 +16,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from helpers.compare.runs import FAILED, UNFINISHED, stopped_where
 from helpers.config import Study
 from helpers.core.io import read_json
 from helpers.metrics import metric, title
@@ -77,7 +78,7 @@ def verdict(summary: DatasetSummary) -> str:
     cheapest to train."""
     ranking = summary.ranking
     if ranking.empty:
-        return f"No model finished on {summary.dataset}: nothing to compare."
+        return " ".join([f"No model finished on {summary.dataset}: nothing to compare.", *_failure_sentences(summary)])
     by_accuracy = ranking.sort_values(["accuracy", "rank"], ascending=[False, True]).reset_index(drop=True)
     best = by_accuracy.iloc[0]
     examples = f" on {summary.test_examples} test examples" if summary.test_examples else ""
@@ -119,10 +120,22 @@ def verdict(summary: DatasetSummary) -> str:
     if speed:
         text = "; ".join(speed)
         sentences.append(text[0].upper() + text[1:] + ".")
-    if summary.failures:
-        sentences.append(f"{len(summary.failures)} run(s) failed: " +
-                         ", ".join(f"{f['run']} in {f.get('stage', '?')}" for f in summary.failures) + ".")
+    sentences += _failure_sentences(summary)
     return " ".join(sentences)
+
+
+def _failure_sentences(summary: DatasetSummary) -> list[str]:
+    """`N run(s) failed: <run> in <stage>, ...` and `N run(s) not finished: <run> (after <stage>), ...`."""
+    sentences = []
+    failed = [f for f in summary.failures if f.get("status", FAILED) == FAILED]  # older comparisons have no status
+    if failed:
+        sentences.append(f"{len(failed)} run(s) failed: "
+                         + ", ".join(f"{f['run']} in {f.get('stage', '?')}" for f in failed) + ".")
+    pending = [f for f in summary.failures if f.get("status") == UNFINISHED]
+    if pending:
+        sentences.append(f"{len(pending)} run(s) not finished: "
+                         + ", ".join(f"{f['run']} ({stopped_where(f['stage'])})" for f in pending) + ".")
+    return sentences
 
 
 def ranking_table(summaries: list[DatasetSummary]) -> pd.DataFrame:
