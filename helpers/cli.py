@@ -44,6 +44,27 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    import json
+
+    from helpers.config import ConfigError
+    from helpers.generate.stage import answer_texts
+
+    texts = list(args.text or [])
+    if args.input:
+        try:
+            lines = [line for line in open(args.input, encoding="utf-8") if line.strip()]
+            texts += [json.loads(line)["text"] for line in lines]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{args.input}: {exc}; give a JSON Lines file with one {{\"text\": ...}} "
+                              f"per line") from None
+    if not texts:
+        raise ConfigError("nothing to answer: give --text \"...\" (repeatable) or --input file.jsonl")
+    for row in answer_texts(args.run_dir, texts, base=args.base):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from helpers import config
     from helpers.data.splits import load_splits
@@ -133,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--publish", action="store_true",
                         help="copy the finished results, comparisons and report to reports/studies/<device>/<study>/")
     report.set_defaults(func=_report)
+    generate = sub.add_parser(
+        "generate", help="answer texts with a recorded generative run's adapter (JSON decision and rationale)",
+        description="Loads a `method: generate` run's base model and adapter and answers each text: the raw "
+                    "answer, what it parses to and the labels' probabilities at the decision position; one JSON "
+                    "line per text. --base puts the base model's answer beside it.")
+    generate.add_argument("run_dir", help="a run folder, e.g. experiments/json_decisions/"
+                                          "tweet_sentiment_extraction/smollm2-135m-json")
+    generate.add_argument("--text", action="append", help="a text to answer (repeatable)")
+    generate.add_argument("--input", help="a JSON Lines file of {\"text\": ...} records")
+    generate.add_argument("--base", action="store_true", help="also answer with the base model (no adapter)")
+    generate.set_defaults(func=_generate)
     data = sub.add_parser("data", help="load and check a dataset, print its card",
                           description="Loads a dataset through the study's own code and prints rows per "
                                       "split, class balance and the data checks' findings.")

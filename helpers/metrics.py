@@ -118,3 +118,21 @@ register_metric("p_vs_majority", "McNemar p vs majority", False, 2, source="comp
 register_metric("baseline_accuracy", "majority baseline", None, source="comparison")
 register_metric("accuracy_raw_argmax", "accuracy before recalibration", True, source="comparison")
 register_metric("f1_raw_argmax", "F1 before recalibration", True, source="comparison")
+# Decisions by generation (registry `method: generate`, helpers/generate/metrics.py), in the
+# `quality` block; the generator's speed at the top level. Classifier runs leave them empty.
+for _key, _label, _better in (
+        ("decision_accuracy", "generated decision accuracy", True),
+        ("parse_rate", "answers parsed", True),
+        ("schema_valid_rate", "answers valid as written", True),
+        ("abstain_rate", "abstained (generated)", None),
+        ("accuracy_answered", "accuracy when answering", True),
+        ("rationale_jaccard", "rationale Jaccard", True),
+        ("rationale_in_input_rate", "rationale quoted from the text", True),
+        ("base_decision_accuracy", "base model decision accuracy", True),
+        ("base_parse_rate", "base model answers parsed", True)):
+    register_metric(_key, _label, _better, shown=False)
+register_metric("ttft_ms", "time to first token", False, 1, "ms", "top", shown=False)
+register_metric("decode_tokens_per_sec", "decode speed", True, 1, "tokens/s", "top", shown=False)
+GENERATION = ("decision_accuracy", "parse_rate", "schema_valid_rate", "abstain_rate", "accuracy_answered",
+              "rationale_jaccard", "rationale_in_input_rate", "base_decision_accuracy", "base_parse_rate",
+              "ttft_ms", "decode_tokens_per_sec")

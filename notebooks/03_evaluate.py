@@ -68,6 +68,25 @@ pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "br
                  for name, block in record.get("baseline", {}).items()}}).round(4)
 
 # %% [markdown]
+# ## Generated answers
+# Models that answer by generation only (registry `method: generate`): the JSON decisions written for
+# the test texts, parsed however broken (helpers/generate/parse.py), by the fine-tuned and the base
+# model on the same prompts. The numbers above read the labels' probabilities at the decision position.
+
+# %%
+if "generation" in record:
+    block = record["generation"]
+    shown = ("decision_accuracy", "parse_rate", "schema_valid_rate", "abstain_rate", "accuracy_answered",
+             "rationale_jaccard", "rationale_in_input_rate", "agrees_with_argmax")
+    display(pd.DataFrame({"fine-tuned": {k: block.get(k) for k in shown},
+                          "base": {k: block.get("base", {}).get(k) for k in shown}}).round(4))
+    display(Markdown(f"Rationale target: {md(block['rationale_target'])}."))
+    display(predictions.assign(label=predictions["label"].map(dict(enumerate(record["labels"]))))
+            [["example", "label", "generated", "answer"]].head(8))
+else:
+    display(Markdown("A classification head: nothing is generated."))
+
+# %% [markdown]
 # ## Calibration, selective prediction, conformal sets, costs
 # Recalibration and the selective threshold fitted on validation; conformal sets calibrated on the
 # held-out calibration split; all numbers on test. ECE, MCE, Brier and NLL are the network's own,

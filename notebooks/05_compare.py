@@ -118,6 +118,17 @@ baseline = views.baseline_view(found.table) if len(found.table) else pd.DataFram
 baseline if len(baseline) else Markdown("No run recorded a base-model baseline.")
 
 # %% [markdown]
+# ## Generated answers
+# Models that answer by generation: how often their JSON answer could be read and followed the schema,
+# how often they abstained, how their rationale overlaps the human one, the base model on the same
+# prompts, and the generator's speed. Their accuracy in the tables above reads the labels'
+# probabilities at the decision position, so head and generation compare on the same test examples.
+
+# %%
+generated = views.generation_view(found.table) if len(found.table) else pd.DataFrame()
+generated if len(generated) else Markdown("No model answered by generation.")
+
+# %% [markdown]
 # ## Per-group quality
 # The worst group and the largest gap between groups; groups below the minimum size are counted
 # but not judged.

@@ -49,3 +49,18 @@ def test_a_bad_override_stops_the_run_before_any_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "overrides: train: quantization must be one of ['4bit', '8bit', 'none'], got '4-bit'" in err
     assert not (experiments_dir() / "typo-override").exists()
+
+
+def test_generate_refuses_a_head_run_and_missing_texts(tmp_path, capsys):
+    run_dir = tmp_path / "smollm2-135m"
+    run_dir.mkdir()
+    (run_dir / "params.yaml").write_text(f"model: smollm2-135m\ndataset: sst2\npreset: tiny\nseed: 1\nrun_dir: {run_dir}\n")
+    assert main(["generate", str(run_dir), "--text", "fine"]) == 2
+    assert "classifies with a head and writes nothing" in capsys.readouterr().err
+    assert main(["generate", str(run_dir)]) == 2
+    assert 'give --text "..."' in capsys.readouterr().err
+    (tmp_path / "texts.jsonl").write_text('{"sentence": "no text key"}\n')
+    assert main(["generate", str(run_dir), "--input", str(tmp_path / "texts.jsonl")]) == 2
+    assert "one {\"text\": ...} per line" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "nowhere"), "--text", "x"]) == 2
+    assert "params.yaml not found: give the folder of a recorded run" in capsys.readouterr().err

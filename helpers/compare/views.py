@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.compare.runs import BASELINE_COLUMN, GROUP_METRICS
-from helpers.metrics import METRICS, keys, metric
+from helpers.metrics import GENERATION, METRICS, keys, metric
 
 # The opening table's metric columns, in reading order; labels, units and rounding from the registry.
 SUMMARY_METRICS = ("latency_median_ms", "latency_p99_ms", "throughput_samples_per_sec", "peak_rss_mb")
@@ -80,6 +80,16 @@ def uncertainty_view(aggregated: pd.DataFrame) -> pd.DataFrame:
     """Calibration, selective prediction, conformal sets and decision cost per model (lower is better
     for ECE, Brier, NLL, AURC, set size and cost); empty when no run recorded them."""
     return _view(aggregated, {metric(key).title: key for key in keys(uncertainty=True, shown=True)})
+
+
+def generation_view(aggregated: pd.DataFrame) -> pd.DataFrame:
+    """The answers of models that generate (parse and schema rates, abstention, rationale overlap,
+    the base model on the same prompts, time to first token, decode speed); empty when none did."""
+    present = [key for key in GENERATION if key in aggregated]
+    if not present:
+        return pd.DataFrame()
+    generators = aggregated[aggregated[present].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)]
+    return _view(generators, {metric(key).title: key for key in GENERATION})
 
 
 def baseline_view(aggregated: pd.DataFrame) -> pd.DataFrame:

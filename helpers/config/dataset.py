@@ -31,6 +31,7 @@ class DatasetSpec:
     label_map: dict[Any, str | None] = field(default_factory=dict)  # a raw value mapped to null is dropped
     drop_leakage: bool = False  # drop train rows whose text is also in test
     holdout_group: str | None = None  # leave-one-group-out: test on this group, train on the others
+    rationale_column: str | None = None  # the words a person marked as carrying the label (generative runs' target)
     question: str | None = None  # asked of causal LMs after each text (helpers/evaluate/prompts.py)
     verbalizers: dict[str, str] = field(default_factory=dict)  # label -> answer word; default the label name
     description: str = ""

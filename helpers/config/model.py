@@ -12,6 +12,7 @@ from helpers.core.paths import PARAMS_DIR
 MODEL_SOURCES = {"hub", "gguf", "folder"}
 MODEL_FAMILIES = {"decoder", "encoder"}
 POOLINGS = {"default", "mean"}
+METHODS = {"head", "generate"}  # how a model learns a classification dataset (helpers/generate/ for generate)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class ModelSpec:
     modules_to_save: list[str] = field(default_factory=list)  # trained in full beside the head
     pooling: str = "default"  # default | mean (encoders: masked mean of token states, as sentence-transformers)
     train: dict[str, Any] = field(default_factory=dict)  # the model's own recipe over the preset's
+    method: str = "head"  # head: a classification head; generate: it writes a JSON decision (decoders)
+    chat_template: str | None = None  # a template of params/chat_templates.yaml, where the tokenizer has none
 
     def __post_init__(self) -> None:
         check(self, [
@@ -34,6 +37,7 @@ class ModelSpec:
             ("source", *one_of(MODEL_SOURCES)),
             ("family", *one_of(MODEL_FAMILIES)),
             ("pooling", *one_of(POOLINGS)),
+            ("method", *one_of(METHODS)),
             ("lora_targets", "a list naming at least one module", bool),
         ])
         if self.source == "hub" and not self.hub_id:
@@ -42,6 +46,8 @@ class ModelSpec:
             raise ConfigError(f"source {self.source!r} needs 'package' and 'file'")
         if self.pooling == "mean" and self.family != "encoder":
             raise ConfigError("pooling 'mean' is for encoders; decoders classify from the last token")
+        if self.method == "generate" and self.family != "decoder":
+            raise ConfigError("method 'generate' needs a decoder (a causal LM that writes its answer)")
         override(TrainConfig(), self.train, "train")  # the recipe's keys and values, checked now
 
 

@@ -133,12 +133,12 @@ def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
                  findings: list[Finding]) -> pd.DataFrame:
     """Pick and rename the entry's columns and turn raw labels into class ids."""
     text_columns = [spec.text_column] if isinstance(spec.text_column, str) else list(spec.text_column)
-    needed = [*text_columns, spec.label_column] + ([spec.group_column] if spec.group_column else [])
+    needed = [*text_columns, spec.label_column] + [c for c in (spec.group_column, spec.rationale_column) if c]
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataError(
             f"dataset {spec.id!r}, split {split!r}: missing column(s) {missing}; the data has "
-            f"{list(df.columns)}. Fix text_column/label_column/group_column in params/datasets.yaml"
+            f"{list(df.columns)}. Fix text_column/label_column/group_column/rationale_column in params/datasets.yaml"
         )
     text = df[text_columns[0]] if len(text_columns) == 1 else df[text_columns].fillna("").astype(str).agg(". ".join, axis=1)
     if encoding != "utf-8":
@@ -150,6 +150,8 @@ def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
     out = pd.DataFrame({"text": text, "raw_label": df[spec.label_column]})
     if spec.group_column:
         out["group"] = df[spec.group_column].astype(str)
+    if spec.rationale_column:  # a human rationale span (an empty one where the row has none)
+        out["rationale"] = df[spec.rationale_column].fillna("").astype(str)
     if out["raw_label"].isna().any():
         raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no "
                         f"label; fill in or remove those rows in the source file")

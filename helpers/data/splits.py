@@ -136,7 +136,7 @@ def read_splits(folder: Path) -> DatasetSplits:
     if not card_path.is_file():
         raise DataError(f"{folder} holds no saved splits; run notebooks/01_data first for this run_dir")
     card = read_json(card_path)
-    frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype={"text": str, "group": str})
+    frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype={"text": str, "group": str, "rationale": str})
               if (folder / f"{name}.jsonl").is_file() else empty_split() for name in SPLITS}
     return DatasetSplits(
         dataset=card["dataset"], labels=card["labels"], source=card["source"], fingerprint=card["fingerprint"],

@@ -11,6 +11,7 @@ from helpers.data.records import DataError
 from helpers.data.splits import read_splits
 from helpers.evaluate import calibration, prompts, quality, significance, uncertainty
 from helpers.evaluate.inference import predict_proba
+from helpers.generate import stage as generation
 from helpers.pipeline.run import Run
 from helpers.train import models
 
@@ -47,13 +48,18 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     `raw_argmax`); quality metrics by sklearn, calibration, selective prediction, conformal sets and
     costs (helpers/evaluate/uncertainty.py), and, for causal LMs, the base model zero-/k-shot beside it."""
     splits = read_splits(run.data_folder)
-    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
+    generating = run.model.method == "generate"
+    if generating:  # the labels' probabilities where its JSON answer gives the decision
+        tokenizer = generation.tokenizer_for(run)
+        predict = generation.probability_predictor(run, model, tokenizer, splits.labels)
+    else:
+        tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
 
-    def predict(df: pd.DataFrame) -> np.ndarray:
-        return predict_proba(model, tokenizer, df["text"].tolist(), run.preset.train.eval_batch_size,
-                             run.preset.max_length, run.device)
+        def predict(df: pd.DataFrame) -> np.ndarray:
+            return predict_proba(model, tokenizer, df["text"].tolist(), run.preset.train.eval_batch_size,
+                                 run.preset.max_length, run.device)
 
     test, validation, held_out = splits.test, splits.validation, splits.calibration
     if held_out.empty:
@@ -89,7 +95,17 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
         "test_examples": len(test),
         "fingerprint": splits.fingerprint,
     }
+    if generating:  # what the user reads: the generated answers, parsed (the base model's beside them)
+        record["generation"], parsed = generation.answer(run, model, tokenizer, test, splits.labels)
+        record.update({k: record["generation"][k] for k in metrics.GENERATION if k in record["generation"]})
+        generated = np.array([splits.labels.index(a.decision) if a.decision else -1 for a in parsed])
+        record["generation"]["agrees_with_argmax"] = float((generated == raw.argmax(axis=1)).mean())
+        predictions["answer"] = [a.raw for a in parsed]
+        predictions["generated"] = [a.decision or ("abstain" if a.abstain else "") for a in parsed]
     del model
+    if generating and run.preset.generation.compare_base:
+        base = record["generation"]["base"] = generation.base_answers(run, test, splits.labels)
+        record.update(base_decision_accuracy=base["decision_accuracy"], base_parse_rate=base["parse_rate"])
     baseline = base_model_baseline(run, run.preset.evaluation.baseline_shots)
     if baseline:
         record["baseline"] = baseline

@@ -125,6 +125,7 @@ def assemble_results(run: Run) -> dict[str, Any]:
         **{k: speed[k] for k in ("ttft_mean_ms", "latency_median_ms", "latency_p99_ms",
                                  "throughput_tokens_per_sec", "throughput_samples_per_sec",
                                  "memory_allocated_mb", "memory_reserved_mb", "peak_rss_mb")},
+        **{k: speed[k] for k in ("ttft_ms", "decode_tokens_per_sec") if k in speed},  # generators only
         "training_time_hours": train["training_time_s"] / 3600.0,
         "trainable_params": train["trainable_params"],
         "total_params": train["total_params"],

@@ -5,19 +5,25 @@ from __future__ import annotations
 import dataclasses
 
 from helpers.data.splits import read_splits
+from helpers.generate import stage as generation
 from helpers.pipeline.run import Run
 from helpers.speed import flops, timing
 from helpers.train import models
 
 
 def measure_speed(run: Run) -> dict:
-    """04_speed: single-example latency and batched throughput of the fine-tuned model."""
+    """04_speed: single-example latency and batched throughput of the fine-tuned model (for a
+    generator also time to first token and decode tokens/s)."""
     splits = read_splits(run.data_folder)
-    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
-    record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,
-                                      run.preset.max_length, run.device)
+    if run.model.method == "generate":  # time to first token, decode tokens/s, answers/s
+        record = generation.speed(run, model, generation.tokenizer_for(run), splits.test["text"].tolist(),
+                                  splits.labels)
+    else:
+        tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
+        record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,
+                                          run.preset.max_length, run.device)
     record["matmul_peak"] = dataclasses.asdict(flops.matmul_peak(run.device))  # how fast this host ran today
     run.write_stage("04_speed", record)
     return record

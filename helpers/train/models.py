@@ -82,7 +82,7 @@ def model_path(spec: ModelSpec) -> str:
         if not (path / "config.json").is_file():
             raise ModelError(f"model {spec.id!r}: no config.json in {path}; check 'file' in params/models.yaml")
         return str(path)
-    target = cache_dir() / "models" / spec.id
+    target = cache_dir() / "models" / Path(spec.file).stem  # by the weights: entries sharing them share it
     if not (target / "config.json").is_file():
         convert_gguf(spec, target)
     return str(target)
@@ -165,6 +165,22 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
     return model
 
 
+def load_causal_lm(spec: ModelSpec, precision: Precision, quantization: str = "none") -> PreTrainedModel:
+    """The pretrained causal LM with its own LM head, for a model that answers by generation
+    (registry `method: generate`, helpers/generate/)."""
+    quantization = usable_quantization(spec, quantization, precision.device)
+    kwargs = {"trust_remote_code": False, "dtype": precision.dtype}
+    if quantization != "none":
+        kwargs.update(quantization_config=_quantization(precision, quantization), device_map={"": precision.device})
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_path(spec), **kwargs)
+    except OSError as exc:
+        raise _unavailable(spec, exc) from exc
+    if quantization == "none":
+        model.to(precision.device)
+    return model
+
+
 def _zero_head(model: PreTrainedModel) -> None:
     """Start the new head at the uniform prediction: a random head adds large random logits on
     top of a decoder's big last-token states, and a few dozen steps are spent undoing them."""
@@ -229,7 +245,8 @@ def _mean_pooling(model: PreTrainedModel, spec: ModelSpec) -> None:
 
 
 def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.nn.Module:
-    """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full."""
+    """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full, CAUSAL_LM
+    (a model that answers by generation) keeps the LM head frozen."""
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training  # ~7 s import
 
     if getattr(model, "is_quantized", False):  # 4bit or 8bit as loaded (MPS loads them in full precision)
@@ -241,7 +258,7 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> tor
             raise ModelError(f"model {spec.id!r} has {total} layers; set train.lora_layers to 1..{total} (0: all)")
         layers = list(range(total - train.lora_layers, total))
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=TaskType.CAUSAL_LM if spec.method == "generate" else TaskType.SEQ_CLS,
         r=train.lora_r,
         lora_alpha=train.lora_alpha,
         lora_dropout=train.lora_dropout,
@@ -259,7 +276,8 @@ def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precis
 
     if not (Path(adapter_dir) / "adapter_model.safetensors").is_file():
         raise ModelError(f"no trained adapter in {adapter_dir}; run notebooks/02_train for this run_dir first")
-    base = load_base(spec, labels, precision, quantization)
+    base = (load_causal_lm(spec, precision, quantization) if spec.method == "generate"
+            else load_base(spec, labels, precision, quantization))
     model = PeftModel.from_pretrained(base, adapter_dir)
     if not getattr(base, "is_quantized", False):
         model = model.merge_and_unload()

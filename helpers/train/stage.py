@@ -1,4 +1,5 @@
-"""02_train: LoRA / QLoRA fine-tuning on the saved train split; the adapter is saved as safetensors."""
+"""02_train: LoRA / QLoRA fine-tuning on the saved train split (a classification head, or the JSON
+answer of a generator: helpers/generate/); the adapter is saved as safetensors."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from helpers.data.splits import read_splits
+from helpers.generate import stage as generation
 from helpers.pipeline.run import Run
 from helpers.speed.timing import machine_load, peak_rss_mb
 from helpers.train import models, trainer
@@ -16,20 +18,25 @@ from helpers.train import models, trainer
 def train_model(run: Run) -> dict:
     """02_train: LoRA/QLoRA fine-tune on the saved train split, save the adapter (safetensors)."""
     splits = read_splits(run.data_folder)
-    tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
     cfg = run.preset.train
-    model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization, tokenizer),
-                            run.model, cfg)
-    trainable, total = models.count_parameters(model)
     validation = splits.validation if cfg.eval_strategy != "no" else None
+
+    def fit(output_dir: Path):
+        if run.model.method == "generate":  # it learns to write the JSON answer (helpers/generate/)
+            return generation.train(run, splits, validation, output_dir)
+        tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
+        model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization,
+                                                 tokenizer), run.model, cfg)
+        return model, trainer.train(model, tokenizer, splits.train, cfg, run.precision, run.preset.max_length,
+                                    run.seed, output_dir, validation, run.tensorboard_dir)
+
     if cfg.save_strategy != "no":  # checkpoints stay in the run folder: a killed training resumes from them
-        result = trainer.train(model, tokenizer, splits.train, cfg, run.precision, run.preset.max_length, run.seed,
-                               run.checkpoint_dir, validation, run.tensorboard_dir)
+        model, result = fit(run.checkpoint_dir)
     else:  # scratch space in the run folder, so a killed training leaves nothing elsewhere (the runner
         # clears `.trainer-*` before the next attempt)
         with tempfile.TemporaryDirectory(prefix=".trainer-", dir=run.run_dir) as scratch:
-            result = trainer.train(model, tokenizer, splits.train, cfg, run.precision, run.preset.max_length,
-                                   run.seed, Path(scratch), validation, run.tensorboard_dir)
+            model, result = fit(Path(scratch))
+    trainable, total = models.count_parameters(model)
     save_adapter(model, run.adapter_dir)
     record = {
         **dataclasses.asdict(result),

@@ -164,14 +164,29 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
     (loss, accuracy, macro F1); with `cfg.save_strategy` checkpoints go to `output_dir`, and a
     training that finds one there (it was killed) resumes from it: same seed, same batch order, so
     it ends where an uninterrupted one would."""
+    evaluating = cfg.eval_strategy != "no"
+    if evaluating and (validation_df is None or validation_df.empty):
+        raise ValueError("eval_strategy needs a validation split to evaluate on")
+    return fit(model, tokenize(train_df, tokenizer, max_length),
+               tokenize(validation_df, tokenizer, max_length) if evaluating else None,
+               DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
+               cfg, precision, seed, output_dir, logging_dir, validation_metrics)
+
+
+def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Dataset | None, collator,
+        cfg: TrainConfig, precision: Precision, seed: int, output_dir: Path, logging_dir: Path | None = None,
+        compute_metrics=None) -> TrainResult:
+    """The training loop of `train` on tokenized data with its collator: classification (above) and
+    supervised fine-tuning of a generator (helpers/generate/sft.py) share it. Without
+    `compute_metrics`, the validation loss is the only validation metric and picks the best checkpoint."""
     set_seed(seed)
     freeze_in_compute_dtype(model, precision)
     if precision.device == "cpu":
         use_numpy_dropout(model)
-    train_ds = tokenize(train_df, tokenizer, max_length)
     evaluating = cfg.eval_strategy != "no"
-    if evaluating and (validation_df is None or validation_df.empty):
+    if evaluating and eval_ds is None:
         raise ValueError("eval_strategy needs a validation split to evaluate on")
+    best_metric = cfg.metric_for_best_model if compute_metrics is not None else "loss"
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     args = TrainingArguments(
@@ -194,8 +209,8 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=cfg.load_best_model_at_end,
-        metric_for_best_model=cfg.metric_for_best_model if evaluating else None,
-        greater_is_better=cfg.metric_for_best_model != "loss" if evaluating else None,
+        metric_for_best_model=best_metric if evaluating else None,
+        greater_is_better=best_metric != "loss" if evaluating else None,
         report_to=[t for t in cfg.report_to if t == "tensorboard"] or "none",  # MLflow: helpers/pipeline/tracking.py
         seed=seed,
         data_seed=seed,
@@ -218,9 +233,9 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=tokenize(validation_df, tokenizer, max_length) if evaluating else None,
-        compute_metrics=validation_metrics if evaluating else None,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
+        eval_dataset=eval_ds if evaluating else None,
+        compute_metrics=compute_metrics if evaluating else None,
+        data_collator=collator,
         callbacks=callbacks,
     )
     resume = last_checkpoint(output_dir) if cfg.save_strategy != "no" else None

@@ -1,0 +1,93 @@
+"""Greedy generation of answers, and the labels' probabilities at the decision position.
+
+The probabilities are what every classification evaluation reads (calibration, selective
+prediction, conformal sets, McNemar): after the prompt and `{"decision": "`, the LM's next-token
+distribution restricted to each label's first token and normalized over the labels. Greedy
+decoding that writes the schema's prefix picks the argmax of the same distribution, so the
+generated decision and the probabilities' argmax agree (helpers/generate/metrics.py counts it).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from helpers.core import progress
+from helpers.core.threads import cpu_threads
+from helpers.generate.schema import DECISION_PREFIX
+
+END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
+
+
+class LabelTokenError(ValueError):
+    """Two labels start with the same token, so one position cannot tell them apart."""
+
+
+def stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS and the end-of-turn tokens this vocabulary has: generation stops at any of them."""
+    vocab = tokenizer.get_vocab()
+    return sorted({tokenizer.eos_token_id, *(vocab[t] for t in END_OF_TURN if t in vocab)} - {None})
+
+
+def label_token_ids(tokenizer: PreTrainedTokenizerBase, labels: list[str]) -> list[int]:
+    """Each label's first token as it follows the decision prefix in an answer."""
+    prefix = tokenizer(DECISION_PREFIX, add_special_tokens=False)["input_ids"]
+    ids = []
+    for label in labels:
+        full = tokenizer(DECISION_PREFIX + label, add_special_tokens=False)["input_ids"]
+        if full[:len(prefix)] != prefix:
+            raise LabelTokenError(f"label {label!r} merges with the quote before it in this tokenizer; rename it in "
+                                  f"the dataset entry's labels")
+        ids.append(full[len(prefix)])
+    if len(set(ids)) < len(ids):
+        raise LabelTokenError(f"labels {labels} share a first token in this tokenizer; rename them in the dataset "
+                              f"entry so that they start differently")
+    return ids
+
+
+def _batches(n: int, batch_size: int) -> list[range]:
+    return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def _left_padded(tokenizer: PreTrainedTokenizerBase, texts: list[str], device: str) -> dict[str, torch.Tensor]:
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # the next token of every row at the last position
+    try:
+        return tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(device)
+    finally:
+        tokenizer.padding_side = side
+
+
+@torch.no_grad()
+def label_probabilities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                        labels: list[str], batch_size: int, device: str) -> np.ndarray:
+    """(n, labels) probabilities of each label's first token after prompt + decision prefix."""
+    ids = torch.tensor(label_token_ids(tokenizer, labels), device=device)
+    model.eval()
+    out = []
+    batches = _batches(len(prompts), batch_size)
+    with cpu_threads(device):
+        for done, batch in enumerate(batches, start=1):
+            inputs = _left_padded(tokenizer, [prompts[i] + DECISION_PREFIX for i in batch], device)
+            logits = model(**inputs).logits[:, -1, :].float()
+            out.append(torch.softmax(logits[:, ids], dim=-1).cpu().numpy())
+            progress.report("label probabilities", done, len(batches))
+    return np.concatenate(out) if out else np.zeros((0, len(labels)))
+
+
+@torch.no_grad()
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
+             batch_size: int, device: str) -> list[str]:
+    """Greedy answers (KV cache on), decoded without special tokens; each stops at EOS or end of turn."""
+    model.eval()
+    answers = []
+    batches = _batches(len(prompts), batch_size)
+    with cpu_threads(device):
+        for done, batch in enumerate(batches, start=1):
+            inputs = _left_padded(tokenizer, [prompts[i] for i in batch], device)
+            output = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
+                                    eos_token_id=stop_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+            new = output[:, inputs["input_ids"].shape[1]:]
+            answers += tokenizer.batch_decode(new, skip_special_tokens=True)
+            progress.report("generate", done, len(batches))
+    return answers
