@@ -12,7 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from helpers.config import GenerationConfig, SpeedConfig
 from helpers.generate import decode
-from helpers.speed.timing import machine_load, peak_rss_mb, summarize, time_calls
+from helpers.speed.timing import machine_load, resources, summarize, time_calls
 
 
 def measure_generation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
@@ -57,15 +57,6 @@ def measure_generation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         "new_tokens_p99": float(np.percentile([len(ids) + 1 for ids in tokenizer(
             batch_answers, add_special_tokens=False)["input_ids"]], 99)),
         "max_new_tokens": generation.max_new_tokens,
-        "memory_allocated_mb": None,
-        "memory_reserved_mb": None,
-        "model_memory_mb": model.get_memory_footprint() / 2**20,
-        "peak_rss_mb": peak_rss_mb(),
-        "load_before": load_before,
-        "load_after": machine_load(),
-        "threads": torch.get_num_threads(),
+        **resources(model, device, load_before),
     }
-    if device == "cuda":
-        record["memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        record["memory_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
     return record

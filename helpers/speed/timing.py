@@ -157,15 +157,21 @@ def measure_inference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
         "throughput_batch_size": cfg.batch_size,
         "throughput_examples": len(texts),
         "throughput_runs": asdict(batch_runs),
-        "memory_allocated_mb": None,
-        "memory_reserved_mb": None,
+        **resources(model, device, load_before),
+    }
+    return record
+
+
+def resources(model: PreTrainedModel, device: str, load_before: dict[str, float]) -> dict:
+    """What a speed measurement used and ran beside: CUDA peak memory since the last reset (null on
+    a CPU), the model's footprint, the process's peak RSS, the load before and now, the threads."""
+    cuda = device == "cuda"
+    return {
+        "memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "memory_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if cuda else None,
         "model_memory_mb": model.get_memory_footprint() / 2**20,
         "peak_rss_mb": peak_rss_mb(),
         "load_before": load_before,
         "load_after": machine_load(),
         "threads": torch.get_num_threads(),
     }
-    if device == "cuda":
-        record["memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        record["memory_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
-    return record

@@ -139,20 +139,9 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
     """The pretrained body with a new classification head for `labels`, at zero; or, given a causal
     LM's `verbalizer_ids`, its LM head restricted to those answer tokens (the zero-shot scorer)."""
     tokenizer = tokenizer or load_tokenizer(spec)
-    quantization = usable_quantization(spec, quantization, precision.device)
-    kwargs = dict(
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        trust_remote_code=False,
-        dtype=precision.dtype,
-    )
-    if quantization != "none":
-        kwargs.update(quantization_config=_quantization(precision, quantization), device_map={"": precision.device})
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_path(spec), **kwargs)
-    except OSError as exc:
-        raise _unavailable(spec, exc) from exc
+    model, quantization = _pretrained(AutoModelForSequenceClassification, spec, precision, quantization,
+                                      num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                      label2id={label: i for i, label in enumerate(labels)})
     model.config.pad_token_id = tokenizer.pad_token_id
     if spec.pooling == "mean":
         _mean_pooling(model, spec)
@@ -168,17 +157,24 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
 def load_causal_lm(spec: ModelSpec, precision: Precision, quantization: str = "none") -> PreTrainedModel:
     """The pretrained causal LM with its own LM head, for a model that answers by generation
     (registry `method: generate`, helpers/generate/)."""
-    quantization = usable_quantization(spec, quantization, precision.device)
-    kwargs = {"trust_remote_code": False, "dtype": precision.dtype}
-    if quantization != "none":
-        kwargs.update(quantization_config=_quantization(precision, quantization), device_map={"": precision.device})
-    try:
-        model = AutoModelForCausalLM.from_pretrained(model_path(spec), **kwargs)
-    except OSError as exc:
-        raise _unavailable(spec, exc) from exc
+    model, quantization = _pretrained(AutoModelForCausalLM, spec, precision, quantization)
     if quantization == "none":
         model.to(precision.device)
     return model
+
+
+def _pretrained(auto_class, spec: ModelSpec, precision: Precision, quantization: str,
+                **kwargs) -> tuple[PreTrainedModel, str]:
+    """`auto_class.from_pretrained` in the run's dtype and quantization (the one this device can
+    run, returned beside the model), never with remote code."""
+    quantization = usable_quantization(spec, quantization, precision.device)
+    kwargs.update(trust_remote_code=False, dtype=precision.dtype)
+    if quantization != "none":
+        kwargs.update(quantization_config=_quantization(precision, quantization), device_map={"": precision.device})
+    try:
+        return auto_class.from_pretrained(model_path(spec), **kwargs), quantization
+    except OSError as exc:
+        raise _unavailable(spec, exc) from exc
 
 
 def _zero_head(model: PreTrainedModel) -> None:
