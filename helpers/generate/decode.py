@@ -5,8 +5,11 @@ prediction, conformal sets, McNemar): after the prompt and `{"decision": "`, the
 distribution restricted to each label's first token and normalized over the labels. Greedy
 decoding that writes the schema's prefix picks the argmax of the same distribution, so the
 generated decision and the probabilities' argmax agree (helpers/generate/metrics.py counts it).
+Decoding is free (the parser reads what comes out) or constrained to the answer's JSON schema.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import torch
@@ -75,18 +78,33 @@ def label_probabilities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     return np.concatenate(out) if out else np.zeros((0, len(labels)))
 
 
+def schema_constraint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, schema: dict):
+    """A fresh logits processor that lets only tokens continuing a JSON value of `schema` through,
+    written with the separators the training answers use (xgrammar; one per generate call: it keeps
+    each row's parse state)."""
+    import xgrammar
+
+    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)
+    compiled = xgrammar.GrammarCompiler(info).compile_json_schema(json.dumps(schema), any_whitespace=False,
+                                                                  separators=(", ", ": "))
+    return xgrammar.contrib.hf.LogitsProcessor(compiled)
+
+
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
-             batch_size: int, device: str) -> list[str]:
-    """Greedy answers (KV cache on), decoded without special tokens; each stops at EOS or end of turn."""
+             batch_size: int, device: str, schema: dict | None = None) -> list[str]:
+    """Greedy answers (KV cache on), decoded without special tokens; each stops at EOS or end of turn.
+    With `schema`, decoding is constrained to it (`schema_constraint`)."""
     model.eval()
     answers = []
     batches = _batches(len(prompts), batch_size)
     with cpu_threads(device):
         for done, batch in enumerate(batches, start=1):
             inputs = _left_padded(tokenizer, [prompts[i] for i in batch], device)
+            constraint = {"logits_processor": [schema_constraint(model, tokenizer, schema)]} if schema else {}
             output = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
-                                    eos_token_id=stop_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+                                    eos_token_id=stop_ids(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                    **constraint)
             new = output[:, inputs["input_ids"].shape[1]:]
             answers += tokenizer.batch_decode(new, skip_special_tokens=True)
             progress.report("generate", done, len(batches))

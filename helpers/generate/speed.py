@@ -16,26 +16,27 @@ from helpers.speed.timing import machine_load, resources, summarize, time_calls
 
 
 def measure_generation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                       speed: SpeedConfig, generation: GenerationConfig, device: str) -> dict:
+                       speed: SpeedConfig, generation: GenerationConfig, device: str,
+                       schema: dict | None = None) -> dict:
+    """The numbers of the module docstring; with `schema`, decoding constrained to it, as the run evaluated."""
     prompts = list(prompts)[: speed.max_examples]
     if not prompts:
         raise ValueError("no prompts to time")
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     load_before = machine_load()
+
+    def answer(texts: list[str], max_new_tokens: int = generation.max_new_tokens, batch_size: int = 1) -> list[str]:
+        return decode.generate(model, tokenizer, texts, max_new_tokens, batch_size, device, schema)
+
     single = prompts[len(prompts) // 2]  # a typical example, not the first
-    answer = decode.generate(model, tokenizer, [single], generation.max_new_tokens, 1, device)[0]
-    new_tokens = len(tokenizer(answer, add_special_tokens=False)["input_ids"]) + 1  # + the stop token
-    first = summarize(time_calls(lambda: decode.generate(model, tokenizer, [single], 1, 1, device),
-                                 speed.warmup, speed.repeats, device))
-    whole = summarize(time_calls(
-        lambda: decode.generate(model, tokenizer, [single], generation.max_new_tokens, 1, device),
-        speed.warmup, speed.repeats, device))
-    batch_answers = decode.generate(model, tokenizer, prompts, generation.max_new_tokens, generation.batch_size, device)
+    new_tokens = len(tokenizer(answer([single])[0], add_special_tokens=False)["input_ids"]) + 1  # + the stop token
+    first = summarize(time_calls(lambda: answer([single], 1), speed.warmup, speed.repeats, device))
+    whole = summarize(time_calls(lambda: answer([single]), speed.warmup, speed.repeats, device))
+    batch_answers = answer(prompts, batch_size=generation.batch_size)
     batch_tokens = int(sum(len(ids) + 1 for ids in tokenizer(batch_answers, add_special_tokens=False)["input_ids"]))
-    batch_runs = summarize(time_calls(
-        lambda: decode.generate(model, tokenizer, prompts, generation.max_new_tokens, generation.batch_size, device),
-        0, max(3, speed.repeats // 10), device))
+    batch_runs = summarize(time_calls(lambda: answer(prompts, batch_size=generation.batch_size),
+                                      0, max(3, speed.repeats // 10), device))
     batch_s = batch_runs.median_ms / 1000.0
     decode_s = (whole.median_ms - first.median_ms) / 1000.0
     record = {
@@ -57,6 +58,7 @@ def measure_generation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         "new_tokens_p99": float(np.percentile([len(ids) + 1 for ids in tokenizer(
             batch_answers, add_special_tokens=False)["input_ids"]], 99)),
         "max_new_tokens": generation.max_new_tokens,
+        "decoding": "json_schema" if schema else "free",
         **resources(model, device, load_before),
     }
     return record

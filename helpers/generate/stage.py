@@ -13,6 +13,7 @@ from helpers.data.records import DatasetSplits
 from helpers.generate import chat, decode, sft
 from helpers.generate.metrics import decision_metrics
 from helpers.generate.parse import parse_answer
+from helpers.generate.schema import answer_schema
 from helpers.generate.speed import measure_generation
 from helpers.pipeline.run import Run
 from helpers.train import models
@@ -26,6 +27,11 @@ def tokenizer_for(run: Run):
 def prompts_for(run: Run, tokenizer, texts: list[str], labels: list[str]) -> list[str]:
     """The prompts every generative stage shows the model, each text cut to the preset's max_length."""
     return chat.prompts(tokenizer, texts, labels, None, run.preset.max_length)
+
+
+def schema_for(run: Run, labels: list[str]) -> dict | None:
+    """The answer's JSON schema where the preset constrains decoding to it (generation.decoding)."""
+    return answer_schema(labels) if run.preset.generation.decoding == "json_schema" else None
 
 
 def train(run: Run, splits: DatasetSplits, validation: pd.DataFrame | None, output_dir: Path):
@@ -52,10 +58,11 @@ def answer(run: Run, model, tokenizer, test: pd.DataFrame, labels: list[str]) ->
     gen = run.preset.generation
     texts = test["text"].tolist()
     raw = decode.generate(model, tokenizer, prompts_for(run, tokenizer, texts, labels), gen.max_new_tokens,
-                          gen.batch_size, run.device)
+                          gen.batch_size, run.device, schema_for(run, labels))
     parsed = [parse_answer(text, labels) for text in raw]
     rationales = test["rationale"].fillna("").astype(str).tolist() if "rationale" in test else None
     record = decision_metrics(parsed, labels, test["label"].to_numpy(), texts, rationales)
+    record["decoding"] = gen.decoding
     record["rationale_target"] = ("human span" if rationales is not None
                                   else "none (the dataset has no rationale_column)")
     return record, parsed
@@ -76,7 +83,7 @@ def base_answers(run: Run, test: pd.DataFrame, labels: list[str]) -> dict:
 def speed(run: Run, model, tokenizer, texts: list[str], labels: list[str]) -> dict:
     """04_speed of a generator (helpers/generate/speed.py)."""
     return measure_generation(model, tokenizer, prompts_for(run, tokenizer, texts, labels), run.preset.speed,
-                              run.preset.generation, run.device)
+                              run.preset.generation, run.device, schema_for(run, labels))
 
 
 def answer_texts(run_dir: str | Path, texts: list[str], base: bool = False) -> list[dict]:
@@ -104,7 +111,8 @@ def answer_texts(run_dir: str | Path, texts: list[str], base: bool = False) -> l
     rows = [{"text": text} for text in texts]
     gen = run.preset.generation
     for name, model in models_to_ask.items():
-        raw = decode.generate(model, tokenizer, prompts, gen.max_new_tokens, gen.batch_size, run.device)
+        raw = decode.generate(model, tokenizer, prompts, gen.max_new_tokens, gen.batch_size, run.device,
+                              schema_for(run, labels))
         probs = decode.label_probabilities(model, tokenizer, prompts, labels, gen.batch_size, run.device)
         for row, text, p in zip(rows, raw, probs, strict=True):
             parsed = parse_answer(text, labels)
