@@ -65,6 +65,13 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from helpers.adapters.export import export_run
+
+    print(f"exported: {export_run(args.run_dir, args.out)}")
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from helpers import config
     from helpers.data.splits import load_splits
@@ -165,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--input", help="a JSON Lines file of {\"text\": ...} records")
     generate.add_argument("--base", action="store_true", help="also answer with the base model (no adapter)")
     generate.set_defaults(func=_generate)
+    export = sub.add_parser(
+        "export", help="merge a finished run's adapter into its base model: a standalone transformers folder",
+        description="merge_and_unload() of the run's LoRA into its base model, saved as safetensors with the "
+                    "tokenizer, the label names and senticompare.json (run parameters, commit, metrics, the run's "
+                    "recalibration); it loads with transformers alone (AutoModelForSequenceClassification, or "
+                    "AutoModelForCausalLM for a generator).")
+    export.add_argument("run_dir", help="a finished run folder, e.g. experiments/default/finefoods/smollm2-135m")
+    export.add_argument("--out", required=True, help="the folder to write (new, empty, or an earlier export)")
+    export.set_defaults(func=_export)
     data = sub.add_parser("data", help="load and check a dataset, print its card",
                           description="Loads a dataset through the study's own code and prints rows per "
                                       "split, class balance and the data checks' findings.")

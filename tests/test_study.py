@@ -249,3 +249,31 @@ def test_a_study_stopped_part_way_is_reported_and_published_with_what_did_not_fi
             report_study(changed)
     finally:
         shutil.rmtree(plan.run_dir)
+
+
+def test_an_exported_run_loads_without_peft_to_the_same_probabilities(tiny_study, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from helpers.adapters.export import export_run
+    from helpers.core.device import precision_for
+    from helpers.evaluate.inference import predict_proba
+    from helpers.train import models
+
+    run_dir = paths.experiments_dir() / "tiny" / "sst2" / "smollm2-135m"
+    out = export_run(run_dir, tmp_path / "export")
+    exported = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert exported.config.id2label == {0: "negative", 1: "positive"}
+    texts = ["a gorgeous, witty film", "tedious and far too long, with nothing to say about anything"]
+    plain = predict_proba(exported, AutoTokenizer.from_pretrained(out), texts, 2, 48, "cpu")
+    spec = config.get_model("smollm2-135m")
+    with_peft = predict_proba(models.load_finetuned(spec, run_dir / "adapter", ["negative", "positive"],
+                                                    precision_for("cpu")),
+                              models.load_tokenizer(spec, "left"), texts, 2, 48, "cpu")
+    np.testing.assert_allclose(plain, with_peft, atol=1e-5)
+    record = read_json(out / "senticompare.json")
+    assert record["labels"] == ["negative", "positive"] and record["metrics"]["accuracy"] is not None
+    assert record["recalibration"]["recalibration"] == "bias_temperature"
+    with pytest.raises(config.ConfigError, match="pooling: mean"):
+        export_run(paths.experiments_dir() / "tiny" / "sst2" / "minilm-l6", tmp_path / "minilm")
+    with pytest.raises(config.ConfigError, match="holds no results.json"):
+        export_run(paths.experiments_dir() / "tiny" / "sst2" / "distilbert-base", tmp_path / "failed")

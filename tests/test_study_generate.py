@@ -70,3 +70,26 @@ def test_the_comparison_and_report_show_the_generated_answers(run_dir):
     assert comparison["runs"][0]["parse_rate"] == read_json(run_dir / "results.json")["quality"]["parse_rate"]
     html = (paths.reports_dir() / "tiny_generate.html").read_text()
     assert "Generated answers" in html and "rationale Jaccard" in html and "time to first token" in html
+
+
+def test_an_exported_generator_loads_without_peft_to_the_same_label_probabilities(run_dir, tmp_path):
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers import config
+    from helpers.adapters.export import export_run
+    from helpers.core.device import precision_for
+    from helpers.generate import chat, decode
+    from helpers.train import models
+
+    out = export_run(run_dir, tmp_path / "export")
+    labels = read_json(run_dir / "results.json")["quality"]["labels"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    prompts = chat.prompts(tokenizer, ["best day ever", "my phone broke again"], labels, None, 48)
+    plain = decode.label_probabilities(AutoModelForCausalLM.from_pretrained(out), tokenizer, prompts, labels, 2, "cpu")
+    spec = config.get_model("smollm2-135m-json")
+    with_peft = decode.label_probabilities(models.load_finetuned(spec, run_dir / "adapter", labels,
+                                                                 precision_for("cpu")),
+                                           tokenizer, prompts, labels, 2, "cpu")
+    np.testing.assert_allclose(plain, with_peft, atol=1e-5)
+    assert read_json(out / "senticompare.json")["method"] == "generate"
