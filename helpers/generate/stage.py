@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.config import ConfigError, read_yaml
 from helpers.data.records import DatasetSplits
 from helpers.generate import chat, decode, sft
 from helpers.generate.metrics import decision_metrics
 from helpers.generate.parse import parse_answer
 from helpers.generate.schema import answer_schema
 from helpers.generate.speed import measure_generation
-from helpers.pipeline.run import Run
+from helpers.pipeline.run import Run, open_run
 from helpers.train import models
 from helpers.train.trainer import TrainResult
 
@@ -90,9 +91,6 @@ def answer_texts(run_dir: str | Path, texts: list[str], base: bool = False) -> l
     """`senticompare generate`: a recorded generative run's fine-tuned model (and with `base` its
     base model beside it) answering new texts: the raw answer, what it parses to, and the labels'
     probabilities at the decision position (before the run's recalibration)."""
-    from helpers.config import ConfigError, read_yaml
-    from helpers.pipeline.run import open_run
-
     params_file = Path(run_dir) / "params.yaml"
     if not params_file.is_file():
         raise ConfigError(f"{params_file} not found: give the folder of a recorded run "
