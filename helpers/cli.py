@@ -12,7 +12,8 @@ from helpers.core.paths import PARAMS_DIR
 def _run(args: argparse.Namespace) -> int:
     from helpers.pipeline.study import run_study
 
-    outcome = run_study(args.study, force=args.force, report=not args.no_report)
+    outcome = run_study(args.study, force=args.force, report=not args.no_report, executor=args.executor,
+                        max_workers=args.max_workers)
     print(f"study {outcome.study}: {len(outcome.done)} run(s) done, {len(outcome.reused)} reused, "
           f"{len(outcome.failed)} failed")
     for plan, stage, error in outcome.failed:
@@ -145,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rerun runs that already have results; each finished run is replaced only when its new "
                           "run has finished (if the new one fails or is killed, the old results stay)")
     run.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report")
+    run.add_argument("--executor", default=None,
+                     help="serial: one run after another (the default); local: up to --max-workers runs at once "
+                          "on this machine, then every 04_speed alone (replaces the study's executor:)")
+    run.add_argument("--max-workers", type=int, default=None,
+                     help="runs at once under --executor local (default: one per GPU on a host with several, "
+                          "else 1; replaces the study's max_workers:)")
     run.add_argument("--publish", action="store_true",
                      help="copy the results, comparisons and report to reports/studies/<device>/<study>/ "
                           "(committed on purpose, like published benchmarks)")

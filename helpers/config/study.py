@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from helpers import metrics
-from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, read_yaml, unique
+from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, one_of, read_yaml, unique
 from helpers.config.dataset import DatasetSpec, load_datasets
 from helpers.config.model import load_models
 from helpers.config.preset import TRACKERS, apply_overrides, load_preset
 from helpers.core.paths import PARAMS_DIR, resolve
+from helpers.pipeline.executors import EXECUTORS
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Study:
     holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
     benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
     tracking: list[str] = field(default_factory=list)  # tensorboard | mlflow, for every run (train.report_to)
+    # How the runs execute (helpers/pipeline/executors.py): serial | local; max_workers for local
+    # (default: one per GPU on a host with several, else 1). Never part of a run's parameters.
+    executor: str = "serial"
+    max_workers: int | None = None
 
     def __post_init__(self) -> None:
         check(self, [
@@ -38,6 +43,8 @@ class Study:
             ("datasets", "a list of at least one dataset id, each once", lambda v: bool(v) and unique(v)),
             ("seeds", "a list of at least one integer seed, each once", lambda v: bool(v) and unique(v)),
             ("tracking", f"a list of trackers from {sorted(TRACKERS)}", lambda v: set(v) <= TRACKERS),
+            ("executor", *one_of(EXECUTORS)),
+            ("max_workers", "null or a positive integer", lambda v: v is None or v >= 1),
             ("dataset_overrides", "a mapping from the study's dataset ids to overrides",
              lambda v: set(v) <= set(self.datasets)),
             ("weights", "null or non-negative weights of registered metrics that sum to more than 0",

@@ -53,12 +53,12 @@ def describe(record: dict[str, Any]) -> str:
 
 
 @contextmanager
-def shown(path: Path, show: Any, interval_s: float = 1.0) -> Iterator[None]:
-    """While the enclosed work runs, point the stages at `path` and pass every new record, as one
-    line, to `show` (e.g. a tqdm bar's set_postfix_str) from a background thread."""
+def shown(path: Path, show: Any, interval_s: float = 1.0) -> Iterator[dict[str, str]]:
+    """While the enclosed work runs, pass every new record of `path`, as one line, to `show` (e.g. a
+    tqdm bar's set_postfix_str) from a background thread. Yields the environment the stage's kernel
+    needs to write there: the runner's own environment stays as it is, so several stages can run
+    at once, each showing its own progress."""
     path.unlink(missing_ok=True)
-    before = os.environ.get(ENV)
-    os.environ[ENV] = str(path)
     stop = threading.Event()
 
     def watch() -> None:
@@ -75,12 +75,8 @@ def shown(path: Path, show: Any, interval_s: float = 1.0) -> Iterator[None]:
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     try:
-        yield
+        yield {ENV: str(path)}
     finally:
         stop.set()
         thread.join()
         path.unlink(missing_ok=True)
-        if before is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = before

@@ -48,15 +48,27 @@ def clean_kernel_leftovers() -> list[Path]:
 
 class IPCKernelManager(AsyncKernelManager):
     """A kernel reached over IPC sockets instead of TCP ports on localhost, its files in this
-    runner's own folder."""
+    runner's own folder, started with the runner's environment plus `extra_env` (see `kernel_manager`)."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    extra_env: dict[str, str] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         folder = kernels_root() / str(os.getpid())
         folder.mkdir(parents=True, exist_ok=True)
         self.connection_file = str(folder / f"k-{uuid.uuid4().hex[:8]}.json")
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        kw["env"] = {**kw.get("env", os.environ), **self.extra_env}
+        return await super()._async_pre_start_kernel(**kw)
+
+
+def kernel_manager(env: dict[str, str]) -> type[IPCKernelManager]:
+    """The kernel manager class for one execution: papermill instantiates the class itself, so the
+    environment of this one kernel travels in a subclass rather than through os.environ, which
+    the runner's other threads share."""
+    return type("IPCKernelManagerWithEnv", (IPCKernelManager,), {"extra_env": {**KERNEL_ENV, **env}})
 
 
 def sync_notebooks() -> dict[str, Path]:
@@ -76,28 +88,21 @@ def reproduce_command(stage: str, run_dir: Path) -> str:
             f"-f {shlex.quote(rel + '/params.yaml')} --cwd .")
 
 
-def execute_notebook(notebook: Path, output: Path, params: dict[str, Any]) -> None:
+def execute_notebook(notebook: Path, output: Path, params: dict[str, Any], env: dict[str, str] | None = None) -> None:
     """papermill into a temporary file, renamed into place only when the notebook succeeds;
-    a failed execution is kept beside it as <stage>.failed.ipynb for inspection."""
+    a failed execution is kept beside it as <stage>.failed.ipynb for inspection. `env` is added to
+    the kernel's environment (the runner's own stays as it is)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.tmp.ipynb")
-    env_before = {k: os.environ.get(k) for k in KERNEL_ENV}
-    os.environ.update(KERNEL_ENV)
     try:
         papermill.execute_notebook(str(notebook), str(tmp), parameters=params, kernel_name="python3",
                                    cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False,
-                                   kernel_manager_class=IPCKernelManager)
+                                   kernel_manager_class=kernel_manager(env or {}))
         os.replace(tmp, output)
     except BaseException:
         if tmp.exists():
             os.replace(tmp, output.with_suffix(".failed.ipynb"))
         raise
-    finally:
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def error_summary(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from tqdm.auto import tqdm
@@ -28,7 +28,7 @@ from helpers.core import progress
 from helpers.core.io import atomic_write_text, write_json, write_yaml
 from helpers.core.paths import bench_notebook, display_path, experiments_dir, reports_dir, resolve
 from helpers.data import load_splits
-from helpers.pipeline import holdout
+from helpers.pipeline import executors, holdout
 from helpers.pipeline.lock import study_lock
 from helpers.pipeline.notebooks import (clean_kernel_leftovers, error_summary, execute_notebook, reproduce_command,
                                         sync_notebooks)
@@ -181,9 +181,14 @@ def check_data(study: Study) -> None:
             load_splits(spec, preset, seed, study.data_dir)
 
 
-def run_study(study_path: str | Path, force: bool = False, report: bool = True) -> StudyOutcome:
-    """Run a study end to end; see `senticompare run --help`."""
+def run_study(study_path: str | Path, force: bool = False, report: bool = True, executor: str | None = None,
+              max_workers: int | None = None) -> StudyOutcome:
+    """Run a study end to end; see `senticompare run --help`. `executor` and `max_workers` replace
+    the study's own (helpers/pipeline/executors.py)."""
     study = config.load_study(study_path)
+    if executor is not None or max_workers is not None:
+        study = dataclasses.replace(study, executor=executor or study.executor,
+                                    max_workers=max_workers or study.max_workers)
     root = study_dir(study)
     with study_lock(root, study.name):
         check_data(study)
@@ -199,25 +204,32 @@ def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
     todo = [plan for plan in plans if _prepare_run_dir(plan, force, root)]
     outcome.reused = [plan for plan in plans if plan not in todo]
     bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo)
-    for plan in todo:
-        for i, stage in enumerate(STAGES):
+
+    def run_stages(plan: RunPlan, stages: Sequence[str], env: dict[str, str]) -> executors.Failure | None:
+        for stage in stages:
             where = f"{plan.run_dir.parent.name}/{plan.run_dir.name} {stage}"
             bar.set_postfix_str(where)
             try:
-                with progress.shown(plan.run_dir / PROGRESS_FILE, lambda line: bar.set_postfix_str(f"{where} · {line}")):
-                    execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params)
+                with progress.shown(plan.run_dir / PROGRESS_FILE,
+                                    lambda line: bar.set_postfix_str(f"{where} · {line}")) as progress_env:
+                    execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params,
+                                     env={**env, **progress_env})
             except Exception as exc:  # a failed model must not take the study down
                 error = error_summary(exc)
                 log.error("%s/%s failed in %s: %s", plan.run_dir.parent.name, plan.run_dir.name, stage, error)
                 write_json(plan.run_dir / "failed.json", {"stage": stage, "error": error, "params": plan.params})
-                outcome.failed.append((plan, stage, error))
-                bar.update(len(STAGES) - i)
-                _settle(plan, root, succeeded=False)
-                break
+                bar.update(len(STAGES) - STAGES.index(stage))
+                return executors.Failure(stage, error)
             bar.update(1)
-        else:
-            _settle(plan, root, succeeded=True)
+        return None
+
+    failures = executors.get(study.executor)(todo, run_stages, STAGES, study.max_workers)
+    for plan, failure in zip(todo, failures):
+        _settle(plan, root, succeeded=failure is None)
+        if failure is None:
             outcome.done.append(plan)
+        else:
+            outcome.failed.append((plan, failure.stage, failure.error))
     bar.close()
     _compare_and_report(study, root, notebooks, outcome, report)
     return outcome

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
 from helpers.config import ModelSpec, TrainConfig
@@ -84,7 +85,10 @@ def model_path(spec: ModelSpec) -> str:
         return str(path)
     target = cache_dir() / "models" / Path(spec.file).stem  # by the weights: entries sharing them share it
     if not (target / "config.json").is_file():
-        convert_gguf(spec, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{target}.lock"):  # runs side by side (helpers/pipeline/executors.py) convert once
+            if not (target / "config.json").is_file():
+                convert_gguf(spec, target)
     return str(target)
 
 
