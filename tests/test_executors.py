@@ -136,3 +136,26 @@ def test_a_study_side_by_side_gives_the_serial_numbers(tmp_path, mirror_path, mo
     speeds = [entry for entry in local_log if entry[2] == "04_speed"]
     assert len(speeds) == 2 and min(s for *_, s, _ in speeds) >= max(e for *_, stage, _, e in local_log
                                                                      if stage != "04_speed")
+
+
+def test_a_kernel_gets_its_own_environment_and_the_runners_stays(tmp_path, monkeypatch):
+    """Workers run kernels at once from one process: each kernel's variables travel with it, never
+    through the runner's os.environ."""
+    import os
+
+    import nbformat
+
+    from helpers.pipeline.notebooks import execute_notebook
+
+    monkeypatch.delenv("SENTICOMPARE_THREADS", raising=False)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os; print(os.environ.get('SENTICOMPARE_THREADS'), "
+                                          "os.environ.get('TOKENIZERS_PARALLELISM'), x)")]
+    nb.metadata = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"},
+                   "language_info": {"name": "python"}}
+    source, output = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, source)
+    execute_notebook(source, output, {"x": 7}, env={"SENTICOMPARE_THREADS": "3"})
+    assert nbformat.read(output, 4).cells[-1].outputs[0]["text"].split() == ["3", "false", "7"]
+    assert "SENTICOMPARE_THREADS" not in os.environ and "TOKENIZERS_PARALLELISM" not in os.environ

@@ -85,3 +85,20 @@ def test_the_headline_figure_draws_each_model_with_its_ci_in_its_own_colour():
 
 def test_durations_read_as_a_person_says_them():
     assert [summary.duration(s) for s in (26, 252, 5400)] == ["26 s", "4.2 min", "1.5 h"]
+
+
+def test_page_one_names_each_commit_and_machine_a_study_was_made_with():
+    """A study finished in two sessions (one dataset per device call) says which runs came from where."""
+    from helpers.config import Study
+
+    def result(dataset: str, commit: str, gpu: str) -> dict:
+        return {"dataset": dataset, "environment": {"git": {"commit": commit, "dirty": False}, "gpu": gpu,
+                                                    "cpu_count": 16, "memory_gb": 125.9, "device": "cuda"}}
+
+    study = Study(name="s", models=["m"], datasets=["a", "b"], preset="quick", seeds=[1])
+    one = summary.study_facts(study, [result("a", "c" * 40, "H200"), result("b", "c" * 40, "H200")])
+    assert one["commit"] == "c" * 12 and one["hardware"] == "H200, 16 CPUs, 125.9 GB, device cuda"
+    two = summary.study_facts(study, [result("a", "c" * 40, "H200"), result("a", "c" * 40, "H200"),
+                                      result("b", "d" * 40, "H100")])
+    assert two["commit"] == f"{'c' * 12} (a); {'d' * 12} (b)"
+    assert two["hardware"] == "H200, 16 CPUs, 125.9 GB, device cuda (a); H100, 16 CPUs, 125.9 GB, device cuda (b)"

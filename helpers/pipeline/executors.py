@@ -85,7 +85,7 @@ def local(plans: Sequence[Plan], run: StageRunner, stages: Sequence[str], max_wo
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="run") as pool:
         failures = list(pool.map(in_a_slot, plans))
     if SPEED_STAGE in stages:
-        failures = [failure or run(plan, [SPEED_STAGE], {}) for plan, failure in zip(plans, failures)]
+        failures = [failure or run(plan, [SPEED_STAGE], {}) for plan, failure in zip(plans, failures, strict=True)]
     return failures
 
 

@@ -211,7 +211,7 @@ def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
             bar.set_postfix_str(where)
             try:
                 with progress.shown(plan.run_dir / PROGRESS_FILE,
-                                    lambda line: bar.set_postfix_str(f"{where} · {line}")) as progress_env:
+                                    lambda line, where=where: bar.set_postfix_str(f"{where} · {line}")) as progress_env:
                     execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params,
                                      env={**env, **progress_env})
             except Exception as exc:  # a failed model must not take the study down
@@ -224,7 +224,7 @@ def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
         return None
 
     failures = executors.get(study.executor)(todo, run_stages, STAGES, study.max_workers)
-    for plan, failure in zip(todo, failures):
+    for plan, failure in zip(todo, failures, strict=True):
         _settle(plan, root, succeeded=failure is None)
         if failure is None:
             outcome.done.append(plan)

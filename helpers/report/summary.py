@@ -200,14 +200,34 @@ def headline_figure(summaries: list[DatasetSummary]) -> Figure | None:
     return fig
 
 
-def study_facts(study: Study, results: list[dict]) -> dict[str, str]:
-    """What was compared and where: models, data, preset, seeds, hardware, commit."""
-    env = next((r.get("environment") for r in results if r.get("environment")), {}) or {}
+def _commit(env: dict) -> str:
     git = env.get("git") or {}
-    commit = (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    return (git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+
+
+def _hardware(env: dict) -> str:
     hardware = env.get("gpu") or env.get("cpu") or "unknown"
     if env.get("cpu_count"):
         hardware += f", {env['cpu_count']} CPUs, {env.get('memory_gb', '?')} GB, device {env.get('device', '?')}"
+    return hardware
+
+
+def _per_dataset(results: list[dict], describe) -> str:
+    """One value when every run shares it, else each value with the datasets whose runs had it
+    (a study finished in several sessions, e.g. one dataset per device call)."""
+    seen: dict[str, list[str]] = {}
+    for r in results:
+        datasets = seen.setdefault(describe(r.get("environment") or {}), [])
+        if r.get("dataset") not in datasets:
+            datasets.append(r.get("dataset"))
+    if len(seen) <= 1:
+        return next(iter(seen), describe({}))
+    return "; ".join(f"{value} ({', '.join(map(str, datasets))})" for value, datasets in seen.items())
+
+
+def study_facts(study: Study, results: list[dict]) -> dict[str, str]:
+    """What was compared and where: models, data, preset, seeds, hardware, commit."""
+    env = next((r.get("environment") for r in results if r.get("environment")), {}) or {}
     sources = {}
     for r in results:
         data = r.get("data") or {}
@@ -218,8 +238,8 @@ def study_facts(study: Study, results: list[dict]) -> dict[str, str]:
         "data": "; ".join(f"{name} ({sources.get(name, 'not run')})" for name in study.datasets),
         "preset": study.preset + (" with overrides" if study.overrides else ""),
         "seeds": ", ".join(map(str, study.seeds)),
-        "hardware": hardware,
-        "commit": commit,
+        "hardware": _per_dataset(results, _hardware),
+        "commit": _per_dataset(results, _commit),
         "packages": ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items()
                               if k in ("torch", "transformers", "peft")),
     }
