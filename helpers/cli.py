@@ -5,15 +5,18 @@ import argparse
 import logging
 import sys
 import textwrap
+from pathlib import Path
 
 from helpers.core.paths import PARAMS_DIR
+
+SKIPPED_SHOWN = 10  # skipped input rows listed in the terminal; all of them are in the skipped file
 
 
 def _run(args: argparse.Namespace) -> int:
     from helpers.pipeline.study import run_study
 
     outcome = run_study(args.study, force=args.force, report=not args.no_report, executor=args.executor,
-                        max_workers=args.max_workers)
+                        max_workers=args.max_workers, address=args.address)
     print(f"study {outcome.study}: {len(outcome.done)} run(s) done, {len(outcome.reused)} reused, "
           f"{len(outcome.failed)} failed")
     for plan, stage, error in outcome.failed:
@@ -67,19 +70,113 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from helpers.adapters import registry
     from helpers.adapters.export import export_run
 
-    print(f"exported: {export_run(args.run_dir, args.out)}")
+    run_dir = registry.finished_run(args.adapter).run_dir if args.adapter else args.run_dir
+    print(f"exported: {export_run(run_dir, args.out)}")
+    return 0
+
+
+def _adapters(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    import pandas as pd
+
+    from helpers.adapters import registry
+    from helpers.core.paths import experiments_dir
+
+    if args.action == "scan":
+        folder = None
+        if args.folder:
+            folder = experiments_dir() / args.folder
+            folder = folder if folder.is_dir() else Path(args.folder)
+        registered, skipped = registry.scan(folder)
+        print(f"{len(registered)} adapter(s) registered in {registry.registry_file()}")
+        for run_dir, reason in skipped:
+            print(f"  skipped {run_dir}: {reason}", file=sys.stderr)
+    elif args.action == "show":
+        record = registry.get_adapter(args.id)
+        print(json.dumps({**dataclasses.asdict(record), "present": record.present}, indent=2))
+    elif args.action == "remove":
+        record = registry.remove_adapter(args.id, delete_run=args.delete_run)
+        print(f"removed {record.id}" + (f" and deleted {record.run_dir}" if args.delete_run
+                                        else f" (its run folder {record.path} is kept)"))
+    else:
+        records = registry.list_adapters()
+        if not records:
+            print(f"no adapters in {registry.registry_file()}; `senticompare adapters scan` registers finished runs")
+            return 0
+        table = pd.DataFrame([{"id": r.id, "method": r.method, "dataset": r.dataset, "labels": len(r.labels),
+                               "preset": r.preset, "seed": r.seed, "accuracy": r.metrics.get("accuracy"),
+                               "f1": r.metrics.get("f1"), "created": r.created,
+                               "run folder": "present" if r.present else "MISSING"} for r in records])
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from helpers.adapters.predict import predict_file
+
+    if not args.verbose:  # the base model's load report lists as missing the head that the adapter then brings
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    summary = predict_file(args.adapter, args.input, args.output, column=args.column)
+    print(f"{summary.predicted} text(s) predicted: {summary.output}")
+    if summary.skipped:
+        print(f"{len(summary.skipped)} row(s) without a text skipped, listed in {summary.skipped_file}:",
+              file=sys.stderr)
+        for bad in summary.skipped[:SKIPPED_SHOWN]:
+            print(f"  row {bad.row}: {bad.reason}", file=sys.stderr)
+        if len(summary.skipped) > SKIPPED_SHOWN:
+            print(f"  ... and {len(summary.skipped) - SKIPPED_SHOWN} more", file=sys.stderr)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from helpers.adapters.merge import merge_adapters, parse_weighted, plan_merge
+
+    if not args.verbose:  # the base model's load report lists as missing the heads that the adapters bring
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    plan = plan_merge([parse_weighted(spec) for spec in args.adapters], args.method, args.out_id,
+                      density=args.density, dataset=args.dataset)
+    record = merge_adapters(plan, force=args.force, on_stage=lambda line: print(f"merge: {line}", file=sys.stderr,
+                                                                                 flush=True))
+    print(f"merged: {record.id} (accuracy {record.metrics['accuracy']:.3f}, f1 {record.metrics['f1']:.3f} on "
+          f"{record.dataset}); run folder {record.path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from helpers.serve.app import ServeSettings, serve
+    from helpers.serve.security import TOKEN_ENV
+
+    serve(ServeSettings(host=args.host, port=args.port, token=os.environ.get(TOKEN_ENV), max_body_bytes=args.max_body,
+                        max_jobs=args.max_jobs, loaded_adapters=args.loaded_adapters))
     return 0
 
 
 def _data(args: argparse.Namespace) -> int:
     from helpers import config
+    from helpers.data.records import class_balance
+    from helpers.data.sources import load_standardized
     from helpers.data.splits import load_splits
 
-    splits = load_splits(config.get_dataset(args.dataset), config.load_preset(args.preset), args.seed,
-                              args.data_dir)
+    spec = config.get_dataset(args.dataset)
+    splits = load_splits(spec, config.load_preset(args.preset), args.seed, args.data_dir)
+    source = load_standardized(spec, args.data_dir)  # what load_splits read, now from the data cache
     print(f"{splits.dataset}: {splits.source}  fingerprint {splits.fingerprint}  cache {splits.cache_key}")
+    print(f"\nthe source, before the {args.preset} preset's caps (splits it lacks are carved from train):")
+    print(class_balance(source.frames, spec.labels).to_string())
+    print(f"\nthe splits of the {args.preset} preset, seed {args.seed}:")
     print(splits.summary().to_string())
     for f in splits.findings:
         print(f"  {f.level:7s} {f.check:12s} {f.split:10s} {f.count:6d}  {f.message}")
@@ -148,10 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report")
     run.add_argument("--executor", default=None,
                      help="serial: one run after another (the default); local: up to --max-workers runs at once "
-                          "on this machine, then every 04_speed alone (replaces the study's executor:)")
+                          "on this machine, then every 04_speed alone; ray: one Ray task per run on a Ray "
+                          "cluster (docs/scale.md) (replaces the study's executor:)")
     run.add_argument("--max-workers", type=int, default=None,
                      help="runs at once under --executor local (default: one per GPU on a host with several, "
-                          "else 1; replaces the study's max_workers:)")
+                          "else 1) or ray (default: as many as the cluster fits); replaces the study's max_workers:")
+    run.add_argument("--address", default=None,
+                     help="the Ray cluster under --executor ray: 'auto' (this machine belongs to one) or "
+                          "ray://<head>:10001 (default: the study's ray.address, else Ray started here)")
     run.add_argument("--publish", action="store_true",
                      help="copy the results, comparisons and report to reports/studies/<device>/<study>/ "
                           "(committed on purpose, like published benchmarks)")
@@ -185,12 +286,76 @@ def build_parser() -> argparse.ArgumentParser:
                     "tokenizer, the label names and senticompare.json (run parameters, commit, metrics, the run's "
                     "recalibration); it loads with transformers alone (AutoModelForSequenceClassification, or "
                     "AutoModelForCausalLM for a generator).")
-    export.add_argument("run_dir", help="a finished run folder, e.g. experiments/default/finefoods/smollm2-135m")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("run_dir", nargs="?",
+                        help="a finished run folder, e.g. experiments/default/finefoods/smollm2-135m")
+    source.add_argument("--adapter", help="a registered adapter's id instead (senticompare adapters list)")
     export.add_argument("--out", required=True, help="the folder to write (new, empty, or an earlier export)")
     export.set_defaults(func=_export)
+    adapters = sub.add_parser(
+        "adapters", help="the adapter registry: list, show, remove, or scan for finished runs",
+        description="Every finished run registers its adapter in experiments/adapters.sqlite (id: the run folder "
+                    "under experiments/, e.g. default/finefoods/smollm2-135m). `list` (the default) shows them, "
+                    "`show ID` one record, `remove ID` drops a record (the run folder stays unless --delete-run), "
+                    "`scan [STUDY]` registers finished runs made before the registry or copied in.")
+    actions = adapters.add_subparsers(dest="action")
+    actions.add_parser("list", help="every registered adapter (the default)")
+    show = actions.add_parser("show", help="one adapter's record as JSON")
+    show.add_argument("id", help="an adapter id, e.g. default/finefoods/smollm2-135m")
+    remove = actions.add_parser("remove", help="drop an adapter's record; its run folder is kept")
+    remove.add_argument("id", help="an adapter id")
+    remove.add_argument("--delete-run", action="store_true", help="also delete the run folder")
+    scan = actions.add_parser("scan", help="register every finished run of a study (default: of every study)")
+    scan.add_argument("folder", nargs="?", metavar="STUDY",
+                      help="a study's name (its folder under experiments/) or any folder of run folders")
+    adapters.set_defaults(func=_adapters, action="list")
+    predict = sub.add_parser(
+        "predict", help="label a file of texts with a registered adapter",
+        description="Reads texts from .csv, .jsonl or .json (the --column field) or .txt (one per line) and writes, "
+                    "in the input's order, each text's label, its class probabilities after the run's own "
+                    "recalibration, its conformal set, the abstain and confident decisions, and for a generative "
+                    "adapter its parsed answer. Rows without a text are skipped and listed in "
+                    "<output stem>.skipped.jsonl beside it. Details: docs/adapters.md.")
+    predict.add_argument("--adapter", required=True, help="a registered adapter's id (senticompare adapters list)")
+    predict.add_argument("--input", required=True, help="texts.csv | .jsonl | .json | .txt")
+    predict.add_argument("--output", required=True, help="predictions.jsonl | .csv (written whole at the end)")
+    predict.add_argument("--column", default="text", help="the text's column or field (default: text)")
+    predict.set_defaults(func=_predict)
+    merge = sub.add_parser(
+        "merge", help="merge registered adapters of one base model and label set with weights into a new adapter",
+        description="Combines the adapters' LoRA weights with peft's add_weighted_adapter and their classification "
+                    "heads (modules_to_save) with the same weights, then evaluates the merged adapter on a parent's "
+                    "saved splits (its own recalibration and conformal sets) and registers it as "
+                    "merged/<dataset>/<out-id>, which predict and export take. Details: docs/adapters.md.")
+    merge.add_argument("--adapters", nargs="+", required=True, metavar="ID:WEIGHT",
+                       help="two or more registered adapters with their weights, e.g. A:0.5 B:0.5")
+    merge.add_argument("--method", default="linear", choices=["linear", "ties", "dare_ties", "cat"],
+                       help="peft's combination: linear (one rank), ties and dare_ties (one rank; keep --density of "
+                            "each delta), cat (any ranks; exactly the weighted sum of the parents' updates)")
+    merge.add_argument("--out-id", required=True, help="the merged adapter's name: merged/<dataset>/<out-id>")
+    merge.add_argument("--density", type=float, default=None,
+                       help="ties and dare_ties: the share of each delta kept (default 0.5)")
+    merge.add_argument("--dataset", default=None,
+                       help="evaluate on the saved splits of the parent of this dataset (default: the first parent)")
+    merge.add_argument("--force", action="store_true", help="replace a merged adapter of the same name")
+    merge.set_defaults(func=_merge)
+    serve = sub.add_parser(
+        "serve", help="the local API and web UI: adapters, predict, generate, merge, trainings as jobs, reports",
+        description="FastAPI under uvicorn: the web UI at /, the API's OpenAPI page at /docs. Binds to 127.0.0.1; "
+                    "another --host needs SENTICOMPARE_SERVE_TOKEN (16+ characters), which every API call then "
+                    "sends as `Authorization: Bearer <token>`. Details: docs/serve.md.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-jobs", type=int, default=1,
+                       help="trainings and merges run at once; the others wait in the queue (default: 1)")
+    serve.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default: 1 MiB)")
+    serve.add_argument("--loaded-adapters", type=int, default=4,
+                       help="adapters kept loaded for /predict and /generate (default: 4)")
+    serve.set_defaults(func=_serve)
     data = sub.add_parser("data", help="load and check a dataset, print its card",
-                          description="Loads a dataset through the study's own code and prints rows per "
-                                      "split, class balance and the data checks' findings.")
+                          description="Loads a dataset through the study's own code and prints rows and class "
+                                      "balance per split of the full source, then of the preset's splits "
+                                      "(after its caps), and the data checks' findings.")
     data.add_argument("dataset", help="a dataset id from params/datasets.yaml")
     data.add_argument("--preset", default="quick", help="preset whose caps apply (default: quick)")
     data.add_argument("--seed", type=int, default=1337)

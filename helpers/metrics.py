@@ -84,6 +84,7 @@ register_metric("memory_allocated_mb", "GPU memory allocated", False, 0, "MB", "
 register_metric("memory_reserved_mb", "GPU memory reserved", False, 0, "MB", "top")
 register_metric("training_time_hours", "training time", False, 4, "h", "top")
 register_metric("trainable_params", "trainable parameters", False, 0, "", "top")
+register_metric("artifact_mb", "artifact size", False, 1, "MB", "top")  # the adapter, or the whole model (full)
 register_metric("total_params", "parameters", None, 0, "", "top")
 # Calibration, selective prediction, conformal sets and decision costs, in the `quality` block.
 for _key, _label, _better, _shown in (
@@ -133,6 +134,23 @@ for _key, _label, _better in (
     register_metric(_key, _label, _better, shown=False)
 register_metric("ttft_ms", "time to first token", False, 1, "ms", "top", shown=False)
 register_metric("decode_tokens_per_sec", "decode speed", True, 1, "tokens/s", "top", shown=False)
+# Task runs (a dataset's `task: instruction | sql`, helpers/generate/task_stage.py), in the `quality`
+# block: the fine-tuned model's answers scored, its base model's on the same test prompts beside them.
+for _key, _label, _better, _digits, _unit in (
+        ("final_number_match", "final-number match", True, 3, ""),
+        ("rouge_l", "ROUGE-L", True, 3, ""),
+        ("answer_words", "answer length", None, 1, "words"),
+        ("execution_accuracy", "execution accuracy", True, 3, ""),
+        ("executes_rate", "queries that run", True, 3, ""),
+        ("sql_parse_rate", "queries parsed", True, 3, ""),
+        ("exact_match", "exact match (normalized)", True, 3, ""),
+        ("validation_perplexity", "answer perplexity (validation)", False, 2, ""),
+        ("base_accuracy", "base model accuracy", True, 3, ""),
+        ("p_vs_base", "McNemar p vs base model", None, 2, ""),
+        ("base_validation_perplexity", "base model answer perplexity", False, 2, "")):
+    register_metric(_key, _label, _better, _digits, _unit, shown=False)
+TASK = ("final_number_match", "rouge_l", "answer_words", "execution_accuracy", "executes_rate", "sql_parse_rate",
+        "exact_match", "validation_perplexity", "base_accuracy", "p_vs_base", "base_validation_perplexity")
 GENERATION = ("decision_accuracy", "parse_rate", "schema_valid_rate", "abstain_rate", "accuracy_answered",
               "rationale_jaccard", "rationale_in_input_rate", "base_decision_accuracy", "base_parse_rate",
-              "ttft_ms", "decode_tokens_per_sec")
+              *TASK, "ttft_ms", "decode_tokens_per_sec")

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -16,7 +17,7 @@
 # %% tags=["parameters"]
 model = "smollm2-135m"
 dataset = "finefoods"
-preset = "quick"
+preset = "tiny"
 seed = 1337
 run_dir = "experiments/scratch/finefoods/smollm2-135m"
 data_dir = None

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -16,12 +17,14 @@
 # metrics with 95 % bootstrap intervals next to the network's own argmax, the majority-class
 # baseline and, for causal LMs, the base model asked zero-/k-shot; then
 # how far its confidence can be trusted: calibration, selective prediction, conformal sets,
-# cost-sensitive decisions and per-group quality.
+# cost-sensitive decisions and per-group quality. A task dataset (instruction, SQL) is answered by
+# generation instead: the fine-tuned and the base model answer every test prompt, each answer scored
+# (final number and ROUGE-L, or the query executed on generated rows), with McNemar between the two.
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
 dataset = "finefoods"
-preset = "quick"
+preset = "tiny"
 seed = 1337
 run_dir = "experiments/scratch/finefoods/smollm2-135m"
 data_dir = None
@@ -34,28 +37,38 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from helpers.evaluate.stage import SUMMARY_KEYS, evaluate_model, reliability_before_after
+from helpers.generate import task_stage
 from helpers.pipeline.run import open_run
 from helpers.report import plots
 from helpers.report.escape import md
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
 record, predictions = evaluate_model(run)
+classifying = run.dataset.task == "classification"
 keys = ("accuracy", "f1", "precision", "recall", "balanced_accuracy")
-pd.DataFrame({run.model.id: {k: record[k] for k in keys},
-              "network's own argmax": {k: record["raw_argmax"][k] for k in keys},
-              "majority baseline": {k: record["baseline_majority"][k] for k in keys}})
+(pd.DataFrame({run.model.id: {k: record[k] for k in keys},
+               "network's own argmax": {k: record["raw_argmax"][k] for k in keys},
+               "majority baseline": {k: record["baseline_majority"][k] for k in keys}})
+ if classifying else task_stage.headline(record))
 
 # %%
-vs = record["vs_majority"]
-display(Markdown(f"Against the majority class on the same test examples: {vs['model_only_correct']} right only "
-                 f"by the model, {vs['majority_only_correct']} only by the majority, exact McNemar p = {vs['p_value']:.2g}."))
-pd.DataFrame({"95 % CI": {"accuracy": record["accuracy_ci95"], "f1 (macro)": record["f1_ci95"]}})
+if classifying:
+    vs = record["vs_majority"]
+    display(Markdown(f"Against the majority class on the same test examples: {vs['model_only_correct']} right "
+                     f"only by the model, {vs['majority_only_correct']} only by the majority, exact McNemar "
+                     f"p = {vs['p_value']:.2g}."))
+    display(pd.DataFrame({"95 % CI": {"accuracy": record["accuracy_ci95"], "f1 (macro)": record["f1_ci95"]}}))
+else:
+    display(Markdown(md(task_stage.verdict(record))))
 
 # %% [markdown]
 # ## Confusion matrix
 
 # %%
-plots.confusion_heatmap(record["confusion_matrix"], record["labels"], title=run.model.id);
+if classifying:
+    plots.confusion_heatmap(record["confusion_matrix"], record["labels"], title=run.model.id)
+else:
+    display(Markdown("A task has no classes: no confusion matrix."))
 
 # %% [markdown]
 # ## Base model before fine-tuning
@@ -63,9 +76,10 @@ plots.confusion_heatmap(record["confusion_matrix"], record["labels"], title=run.
 # each label's answer word (normalized over the labels), with k answered training examples first.
 
 # %%
-pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "brier", "nll")},
-              **{f"base, {name}": {k: block[k] for k in ("accuracy", "f1", "ece", "brier", "nll")}
-                 for name, block in record.get("baseline", {}).items()}}).round(4)
+(pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "brier", "nll")},
+               **{f"base, {name}": {k: block[k] for k in ("accuracy", "f1", "ece", "brier", "nll")}
+                  for name, block in record.get("baseline", {}).items()}}).round(4)
+ if classifying else Markdown("A task run: its base model answered the same test prompts, in the first table."))
 
 # %% [markdown]
 # ## Generated answers
@@ -74,7 +88,9 @@ pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "br
 # model on the same prompts. The numbers above read the labels' probabilities at the decision position.
 
 # %%
-if "generation" in record:
+if not classifying:
+    display(task_stage.side_by_side(predictions))
+elif "generation" in record:
     block = record["generation"]
     shown = ("decision_accuracy", "parse_rate", "schema_valid_rate", "abstain_rate", "accuracy_answered",
              "rationale_jaccard", "rationale_in_input_rate", "agrees_with_argmax")
@@ -93,11 +109,13 @@ else:
 # `*_recalibrated` after recalibration.
 
 # %%
-pd.Series({k: record[k] for k in SUMMARY_KEYS if k in record}, name=run.model.id).to_frame()
+(pd.Series({k: record[k] for k in SUMMARY_KEYS if k in record}, name=run.model.id).to_frame() if classifying
+ else Markdown("A task has no class probabilities: no calibration, selective prediction, conformal sets or costs."))
 
 # %%
-plots.reliability_diagrams({f"{run.model.id}{suffix}": table for suffix, table in
-                            reliability_before_after(predictions, record["labels"], record["ece_bins"]).items()});
+if classifying:
+    plots.reliability_diagrams({f"{run.model.id}{suffix}": table for suffix, table in
+                                reliability_before_after(predictions, record["labels"], record["ece_bins"]).items()})
 
 # %% [markdown]
 # ## Per group
@@ -113,4 +131,4 @@ if "per_group" in record:
     if len(groups):
         display(groups)
 else:
-    display(Markdown("The dataset has no group column."))
+    display(Markdown("The dataset has no group column." if classifying else "No per-group numbers for a task run."))

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -19,7 +20,7 @@
 # beside the machine load it was measured under.
 
 # %% tags=["parameters"]
-bench_dir = "experiments/bench/default"
+bench_dir = "reports/benchmarks/cpu-amd-epyc-2t"
 
 # %%
 import pandas as pd

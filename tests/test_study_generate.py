@@ -93,3 +93,70 @@ def test_an_exported_generator_loads_without_peft_to_the_same_label_probabilitie
                                            tokenizer, prompts, labels, 2, "cpu")
     np.testing.assert_allclose(plain, with_peft, atol=1e-5)
     assert read_json(out / "senticompare.json")["method"] == "generate"
+
+
+TASKS = {
+    "name": "tiny_generative_tasks",
+    "models": ["smollm2-135m-sft"],
+    "datasets": ["gsm8k", "spider"],
+    "preset": "tiny",
+    "seeds": [5],
+    "overrides": {"max_train": 16, "max_validation": 8, "max_test": 10, "max_length": 64,
+                  "train": {"max_steps": 2, "batch_size": 8},
+                  "speed": {"warmup": 1, "repeats": 2, "max_examples": 4, "batch_size": 4},
+                  "generation": {"max_new_tokens": 24, "batch_size": 10}},
+}
+
+
+@pytest.fixture(scope="module")
+def task_study(tmp_path_factory, mirror_path):
+    """A tiny study of the two task datasets (instruction: GSM8K; sql: Spider), base against fine-tuned."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SENTICOMPARE_DATA_DIR", str(mirror_path))
+    path = tmp_path_factory.mktemp("study") / "tiny_generative_tasks.yaml"
+    path.write_text(yaml.safe_dump(TASKS))
+    outcome = run_study(path)
+    assert [(p.dataset, p.model) for p in outcome.done] == [("gsm8k", "smollm2-135m-sft"),
+                                                            ("spider", "smollm2-135m-sft")] and not outcome.failed
+    yield paths.experiments_dir() / "tiny_generative_tasks"
+    mp.undo()
+
+
+@pytest.mark.full  # a second tiny study (instruction and SQL tasks): `make test-full`
+@pytest.mark.parametrize("dataset, metrics", [
+    ("gsm8k", ("final_number_match", "rouge_l", "answer_words")),
+    ("spider", ("execution_accuracy", "executes_rate", "sql_parse_rate", "exact_match")),
+])
+def test_a_task_run_scores_base_and_fine_tuned_answers(task_study, dataset, metrics):
+    run_dir = task_study / dataset / "smollm2-135m-sft"
+    results = read_json(run_dir / "results.json")
+    quality = results["quality"]
+    assert results["task"] == quality["task"] == read_json(run_dir / "stages" / "01_data.json")["task"]
+    assert results["accuracy_is"] and 0 <= results["accuracy"] <= 1 and "f1" not in results
+    for key in (*metrics, "base_accuracy", "p_vs_base", "validation_perplexity", "base_validation_perplexity"):
+        assert quality[key] is not None, key
+        assert key in quality["base"] or key.startswith(("base_", "p_")), key
+    assert not {"ece", "conformal_coverage", "temperature"} & set(quality)  # no class probabilities, none faked
+    assert results["ttft_ms"] > 0 and results["decode_tokens_per_sec"] > 0
+    predictions = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
+    assert len(predictions) == quality["test_examples"] == 10
+    assert predictions["correct"].mean() == pytest.approx(results["accuracy"])
+    assert predictions["base_correct"].mean() == pytest.approx(quality["base_accuracy"])
+    assert read_json(run_dir / "adapter" / "adapter_config.json")["task_type"] == "CAUSAL_LM"
+
+
+@pytest.mark.full  # a second tiny study (instruction and SQL tasks): `make test-full`
+def test_spider_is_tested_on_unseen_databases(task_study):
+    groups = read_json(task_study / "spider" / "smollm2-135m-sft" / "stages" / "01_data.json")["groups"]
+    assert groups["test"] and not set(groups["test"]) & set(groups["train"] + groups["validation"])
+
+
+@pytest.mark.full  # a second tiny study (instruction and SQL tasks): `make test-full`
+def test_the_comparison_and_report_carry_the_task_runs(task_study):
+    for dataset, key in (("gsm8k", "final_number_match"), ("spider", "execution_accuracy")):
+        run = read_json(task_study / dataset / "comparison.json")["runs"][0]
+        results = read_json(task_study / dataset / "smollm2-135m-sft" / "results.json")
+        assert run[key] == results["quality"][key] and run["accuracy_ci95"] == results["quality"]["accuracy_ci95"]
+        assert run["baseline_0-shot_accuracy"] == results["quality"]["base_accuracy"]
+    html = (paths.reports_dir() / "tiny_generative_tasks.html").read_text()
+    assert "execution accuracy" in html and "final-number match" in html and "base model accuracy" in html

@@ -10,11 +10,11 @@ import os
 import shutil
 from pathlib import Path
 
-from helpers.config import ConfigError, read_yaml
+from helpers.config import ConfigError
 from helpers.core.device import precision_for
 from helpers.core.io import read_json, write_json
 from helpers.generate import stage as generation
-from helpers.pipeline.run import open_run
+from helpers.pipeline.run import reopen_run
 from helpers.train import models
 
 RECORD = "senticompare.json"
@@ -28,7 +28,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
                           f"(experiments/<study>/<dataset>/<model>/)")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / RECORD).is_file():
         raise ConfigError(f"{out_dir} exists and is not an earlier export; give an empty or new folder")
-    run = open_run(**read_yaml(run_dir / "params.yaml"))
+    run = reopen_run(run_dir)
     if run.model.pooling == "mean":
         raise ConfigError(f"{run.model.id!r} classifies from a masked mean of its token states (pooling: mean), "
                           f"which a plain transformers folder cannot hold; load the run with "

@@ -79,14 +79,16 @@ def results_table(results: list[dict]) -> pd.DataFrame:
 
 
 def correctness(dataset_dir: Path, table: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per-example right/wrong of each model on the shared test split (for paired tests)."""
+    """Per-example right/wrong of each model on the shared test split (for paired tests): a run's
+    `correct` column where it has one (a task run's scored answers), else label == prediction."""
     if table["data_fingerprint"].nunique() > 1:
         raise ValueError("the runs were evaluated on different test splits (data fingerprints differ); "
                          "paired tests need the same dataset, preset and seed for every model")
     correct = {}
-    for model, run in zip(table["model"], table["run"]):
+    for model, run in zip(table["model"], table["run"], strict=True):
         predictions = pd.read_csv(dataset_dir / run / "predictions.csv").sort_values("example")
-        correct[model] = (predictions["label"] == predictions["prediction"]).to_numpy()
+        correct[model] = (predictions["correct"].astype(bool) if "correct" in predictions
+                          else predictions["label"] == predictions["prediction"]).to_numpy()
     return correct
 
 
@@ -112,12 +114,18 @@ def run_probabilities(run_dir: Path, raw: bool = False) -> tuple[np.ndarray, np.
     return predictions["label"].to_numpy(), predictions[raw_columns if raw and raw_columns else columns].to_numpy()
 
 
+def _has_probabilities(run_dir: Path) -> bool:
+    path = run_dir / "predictions.csv"
+    return path.is_file() and any(c.startswith("prob_") for c in pd.read_csv(path, nrows=0).columns)
+
+
 def _pooled(dataset_dir: Path, table: pd.DataFrame, raw: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every model's test labels and probabilities (see run_probabilities), its seeds' test splits pooled."""
+    """Every model's test labels and probabilities (see run_probabilities), its seeds' test splits
+    pooled; a task run has no class probabilities and is left out."""
     pooled = {}
     for model, runs in table.groupby("model", sort=False):
         found = [run_probabilities(dataset_dir / run, raw) for run in runs["run"]
-                 if (dataset_dir / run / "predictions.csv").is_file()]
+                 if _has_probabilities(dataset_dir / run)]
         if found:
             pooled[model] = (np.concatenate([y for y, _ in found]), np.concatenate([p for _, p in found]))
     return pooled

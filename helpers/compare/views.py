@@ -39,6 +39,8 @@ def summary(ranked: pd.DataFrame) -> pd.DataFrame:
         "training (min)": (pd.to_numeric(ranked["training_time_hours"], errors="coerce") * 60).round(2),
         metric("trainable_params").title: _number(ranked, "trainable_params").astype("Int64"),
     })
+    if "artifact_mb" in ranked and ranked["artifact_mb"].notna().any():  # runs before it was recorded: none
+        view[metric("artifact_mb").title] = _number(ranked, "artifact_mb")
     if "accuracy_raw_argmax" in ranked and ranked["accuracy_raw_argmax"].notna().any():
         view.insert(view.columns.get_loc("accuracy 95% CI") + 1, metric("accuracy_raw_argmax").title,
                     _number(ranked, "accuracy_raw_argmax"))

@@ -1,11 +1,13 @@
 """The model registry (params/models.yaml): where each model's weights come from and how LoRA adapts it."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.config.base import ID_RULE, ConfigError, check, entry, is_id, load_registry, one_of, override
+from helpers.config.base import (ID_RULE, ConfigError, as_mapping, check, entry, is_id, load_registry, one_of,
+                                 override, read_yaml)
 from helpers.config.preset import TrainConfig
 from helpers.core.paths import PARAMS_DIR
 
@@ -30,10 +32,13 @@ class ModelSpec:
     train: dict[str, Any] = field(default_factory=dict)  # the model's own recipe over the preset's
     method: str = "head"  # head: a classification head; generate: it writes a JSON decision (decoders)
     chat_template: str | None = None  # a template of params/chat_templates.yaml, where the tokenizer has none
+    # A `<model>@<recipe>` variant's recipe (params/recipes.yaml): train keys over the study's overrides.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check(self, [
-            ("id", ID_RULE, is_id),
+            ("id", f"{ID_RULE}, optionally followed by {VARIANT}<recipe>",
+             lambda v: all(is_id(part) for part in v.split(VARIANT, 1))),
             ("source", *one_of(MODEL_SOURCES)),
             ("family", *one_of(MODEL_FAMILIES)),
             ("pooling", *one_of(POOLINGS)),
@@ -49,11 +54,45 @@ class ModelSpec:
         if self.method == "generate" and self.family != "decoder":
             raise ConfigError("method 'generate' needs a decoder (a causal LM that writes its answer)")
         override(TrainConfig(), self.train, "train")  # the recipe's keys and values, checked now
+        override(TrainConfig(), self.recipe, "recipe")
+
+
+RECIPES = PARAMS_DIR / "recipes.yaml"
+VARIANT = "@"  # <model>@<recipe>: a registry model trained with a recipe of params/recipes.yaml
+
+
+def load_recipes(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every recipe of params/recipes.yaml: `train:` keys, checked now."""
+    path = path or RECIPES
+    recipes = as_mapping(read_yaml(path), str(path)) if path.is_file() else {}
+    for name, keys in recipes.items():
+        if not is_id(name):
+            raise ConfigError(f"{path}: recipe name {name!r} must be {ID_RULE}")
+        override(TrainConfig(), keys, f"{path}: recipe {name!r}")
+    return recipes
 
 
 def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
-    return load_registry(ModelSpec, path or PARAMS_DIR / "models.yaml", "model")
+    """The registry's models (their recipe variants come from `get_model`)."""
+    path = path or PARAMS_DIR / "models.yaml"
+    models = load_registry(ModelSpec, path, "model")
+    named = [model_id for model_id in models if VARIANT in model_id]
+    if named:
+        raise ConfigError(f"{path}: model ids {named} hold {VARIANT!r}, which names a recipe variant "
+                          f"(<model>{VARIANT}<recipe>); rename them")
+    return models
 
 
 def get_model(model_id: str) -> ModelSpec:
-    return entry(load_models(), model_id, "model", "params/models.yaml")
+    """A registry model, or `<model>@<recipe>`: the model with a recipe of params/recipes.yaml, which
+    a run applies over its own `train:` and the study's overrides (helpers/pipeline/run.py)."""
+    models = load_models()
+    base, _, recipe = model_id.partition(VARIANT)
+    spec = entry(models, base, "model", "params/models.yaml")
+    if not recipe:
+        return spec
+    recipes = load_recipes()
+    if recipe not in recipes:
+        raise ConfigError(f"unknown recipe {recipe!r} in {model_id!r}; add it to params/recipes.yaml or use one of "
+                          f"{sorted(recipes)}")
+    return dataclasses.replace(spec, id=model_id, recipe=dict(recipes[recipe]))

@@ -11,10 +11,14 @@ from helpers.config.base import ConfigError, as_mapping, build, check, one_of, o
 from helpers.core.paths import PARAMS_DIR
 
 QUANTIZATIONS = {"none", "4bit", "8bit"}  # 8bit: bitsandbytes LLM.int8, CUDA only
+# lora: adapters on the registry's target modules, the head in full (QLoRA: lora over a 4-bit base,
+# quantization: 4bit); full: every weight trains (helpers/train/models.py `adapt`).
+METHODS = {"lora", "full"}
 STRATEGIES = {"no", "steps", "epoch"}  # when to evaluate on validation / save a checkpoint during training
 BEST_METRICS = {"f1", "accuracy", "loss"}  # on validation; f1 is macro F1
 TRACKERS = {"tensorboard", "mlflow"}
 TRUNCATION_SIDES = {"left", "right"}
+DISTRIBUTED = {"none", "ddp"}  # ddp: 02_train under torchrun, one process per GPU or CPU share
 # temperature: confidences only, the argmax decision stays the model's; bias_temperature: per-class
 # biases too, so the decision threshold is fitted on validation as well (helpers/evaluate/calibration.py).
 RECALIBRATIONS = ("temperature", "bias_temperature")
@@ -53,6 +57,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    method: str = "lora"  # lora | full (every weight)
     quantization: str = "none"  # none | 4bit (QLoRA: NF4 with double quantization)
     max_steps: int = -1  # -1: as many as the epochs take
     # LoRA on the top n transformer layers only (0: all). The backward pass stops at the lowest
@@ -74,6 +79,10 @@ class TrainConfig:
     metric_for_best_model: str = "f1"  # f1 (macro) | accuracy | loss, on validation
     early_stopping_patience: int = 0  # evaluations without improvement before stopping (0: never stop early)
     report_to: list[str] = field(default_factory=list)  # tensorboard | mlflow (a study's `tracking:`)
+    # Training on several processes (helpers/train/distributed.py): none, or ddp under torchrun with
+    # `processes` ranks (null: one per visible GPU); batch_size stays the global batch.
+    distributed: str = "none"
+    processes: int | None = None
 
     def __post_init__(self) -> None:
         check(self, [
@@ -86,6 +95,7 @@ class TrainConfig:
             ("lora_r", "a positive integer", _positive),
             ("lora_alpha", "a positive number", _positive),
             ("lora_dropout", "in [0, 1)", _fraction),
+            ("method", *one_of(METHODS)),
             ("quantization", *one_of(QUANTIZATIONS)),
             ("max_steps", "-1 (as the epochs take) or a positive integer", lambda v: v == -1 or v > 0),
             ("lora_layers", "0 (every layer) or a positive integer", _at_least(0)),
@@ -99,7 +109,17 @@ class TrainConfig:
             ("metric_for_best_model", *one_of(BEST_METRICS)),
             ("early_stopping_patience", "0 (off) or a positive integer", _at_least(0)),
             ("report_to", f"a list of trackers from {sorted(TRACKERS)}", lambda v: set(v) <= TRACKERS),
+            ("distributed", *one_of(DISTRIBUTED)),
+            ("processes", "null (one per visible GPU) or a positive integer", lambda v: v is None or v > 0),
         ])
+        if self.processes and self.distributed == "none":
+            raise ConfigError(f"processes {self.processes} needs distributed: ddp (or remove processes)")
+        if self.processes and self.batch_size % self.processes:
+            raise ConfigError(f"batch_size {self.batch_size} is the global batch of {self.processes} processes: make "
+                              f"it a multiple of processes (each takes batch_size / processes)")
+        if self.method == "full" and self.quantization != "none":
+            raise ConfigError(f"method full trains every weight, and {self.quantization} weights cannot be trained; "
+                              f"set quantization: none, or method: lora (QLoRA is lora over a 4-bit base)")
         for strategy, steps in (("eval_strategy", "eval_steps"), ("save_strategy", "save_steps")):
             if getattr(self, strategy) == "steps" and not getattr(self, steps):
                 raise ConfigError(f"{strategy} 'steps' needs {steps} ({STEPS})")

@@ -9,10 +9,33 @@ from typing import Any
 from helpers import metrics
 from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, one_of, read_yaml, unique
 from helpers.config.dataset import DatasetSpec, load_datasets
-from helpers.config.model import load_models
+from helpers.config.model import get_model
 from helpers.config.preset import TRACKERS, apply_overrides, load_preset
 from helpers.core.paths import PARAMS_DIR, resolve
 from helpers.pipeline.executors import EXECUTORS
+
+
+RESULTS = {"shared", "copy"}  # where a Ray task's run folder lands (helpers/pipeline/executors.py)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """A study's `ray:` settings, for `executor: ray` (docs/scale.md)."""
+    address: str | None = None  # ray.init's: null starts Ray on this machine; "auto" or "ray://<head>:10001"
+    num_cpus: float = 1  # per run; its kernels get as many threads (SENTICOMPARE_THREADS) unless it is set
+    num_gpus: float | None = None  # per run; null: 1 on a cluster with GPUs, else 0; 0.33 shares one by three
+    # shared: every worker sees the study's experiments/ (one machine, or a shared filesystem);
+    # copy: each task gets its run folder through Ray's object store and sends it back the same way.
+    results: str = "shared"
+
+    def __post_init__(self) -> None:
+        check(self, [
+            ("address", "null (start Ray here), 'auto' or a Ray address such as ray://<head>:10001",
+             lambda v: v is None or bool(v.strip())),
+            ("num_cpus", "a positive number", lambda v: v > 0),
+            ("num_gpus", "null or a non-negative number", lambda v: v is None or v >= 0),
+            ("results", *one_of(RESULTS)),
+        ])
 
 
 @dataclass(frozen=True)
@@ -31,10 +54,12 @@ class Study:
     holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
     benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
     tracking: list[str] = field(default_factory=list)  # tensorboard | mlflow, for every run (train.report_to)
-    # How the runs execute (helpers/pipeline/executors.py): serial | local; max_workers for local
-    # (default: one per GPU on a host with several, else 1). Never part of a run's parameters.
+    # How the runs execute (helpers/pipeline/executors.py): serial | local | ray; max_workers: runs
+    # at once (local's default: one per GPU on a host with several, else 1; ray's: as many as the
+    # cluster fits); `ray:` the cluster and each run's resources. Never part of a run's parameters.
     executor: str = "serial"
     max_workers: int | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         check(self, [
@@ -74,16 +99,16 @@ def load_study(path: str | Path) -> Study:
     registries, and its overrides against its preset."""
     path = study_path(path)
     study = build(Study, as_mapping(read_yaml(path), str(path)), str(path))
-    models, datasets = load_models(), load_datasets()
-    for kind, names, registry, file in (
-        ("model", study.models, models, "params/models.yaml"),
-        ("dataset", study.datasets, datasets, "params/datasets.yaml"),
-    ):
-        for name in names:
-            if name not in registry:
-                raise ConfigError(
-                    f"{path}: unknown {kind} id {name!r}; add it to {file} or use one of {sorted(registry)}"
-                )
+    datasets = load_datasets()
+    for name in study.models:
+        try:
+            get_model(name)  # a registry model, or <model>@<recipe> (params/recipes.yaml)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for name in study.datasets:
+        if name not in datasets:
+            raise ConfigError(f"{path}: unknown dataset id {name!r}; add it to params/datasets.yaml or use one of "
+                              f"{sorted(datasets)}")
     if study.holdout is not None:
         _check_holdout(study, datasets, path)
     for folder in study.benchmarks:

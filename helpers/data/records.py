@@ -44,11 +44,14 @@ class DatasetSplits:
 
     def summary(self) -> pd.DataFrame:
         """Rows and class balance per split: the top of the data card."""
-        rows = []
-        for name in SPLITS:
-            df = self.split(name)
-            counts = df["label"].value_counts()
-            row = {"split": name, "rows": len(df)}
-            row.update({label: int(counts.get(i, 0)) for i, label in enumerate(self.labels)})
-            rows.append(row)
-        return pd.DataFrame(rows).set_index("split")
+        return class_balance({name: self.split(name) for name in SPLITS}, self.labels)
+
+
+def class_balance(frames: dict[str, pd.DataFrame], labels: list[str]) -> pd.DataFrame:
+    """Rows and rows per class of each split (frames with an integer `label` into `labels`), in SPLITS order."""
+    rows = []
+    for name in sorted(frames, key=lambda n: SPLITS.index(n) if n in SPLITS else len(SPLITS)):
+        counts = frames[name]["label"].value_counts()
+        rows.append({"split": name, "rows": len(frames[name]),
+                     **{label: int(counts.get(i, 0)) for i, label in enumerate(labels)}})
+    return pd.DataFrame(rows).set_index("split")

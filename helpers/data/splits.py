@@ -16,6 +16,7 @@ from helpers.core.io import atomic_write_text, read_json, write_json
 from helpers.data.checks import MIN_TEST_ROWS, check_splits, long_texts
 from helpers.data.records import SPLITS, DataError, DatasetSplits, Finding, empty_split
 from helpers.data.sources import groups_of, load_standardized
+from helpers.data.tasks import load_task_splits
 
 
 def _strata(df: pd.DataFrame, n: int) -> pd.Series | None:
@@ -79,7 +80,10 @@ def _hold_out(frames: dict[str, pd.DataFrame], spec: DatasetSpec) -> dict[str, p
 def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | None = None,
                 min_test_rows: int = MIN_TEST_ROWS) -> DatasetSplits:
     """Load, standardize, split and cap a dataset; same inputs give the same rows anywhere.
-    Splits the source lacks are carved from train, stratified: test, validation, calibration."""
+    Splits the source lacks are carved from train, stratified: test, validation, calibration.
+    A task dataset (instruction, sql) is split by helpers/data/tasks.py."""
+    if spec.task != "classification":
+        return load_task_splits(spec, preset, seed, data_dir, min_test_rows)
     loaded = load_standardized(spec, data_dir)
     findings, frames, source = list(loaded.findings), loaded.frames, loaded.source
     if spec.holdout_group is not None:
@@ -136,7 +140,8 @@ def read_splits(folder: Path) -> DatasetSplits:
     if not card_path.is_file():
         raise DataError(f"{folder} holds no saved splits; run notebooks/01_data first for this run_dir")
     card = read_json(card_path)
-    frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype={"text": str, "group": str, "rationale": str})
+    text_columns = {"text": str, "group": str, "rationale": str, "target": str, "schema": str}
+    frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype=text_columns)
               if (folder / f"{name}.jsonl").is_file() else empty_split() for name in SPLITS}
     return DatasetSplits(
         dataset=card["dataset"], labels=card["labels"], source=card["source"], fingerprint=card["fingerprint"],

@@ -8,13 +8,16 @@ import numpy as np
 
 from helpers.data.records import SPLITS, DatasetSplits
 from helpers.data.splits import load_splits, save_splits
+from helpers.data.tasks import prepare_task_data
 from helpers.pipeline.run import Run
 from helpers.train.models import load_tokenizer
 
 
 def prepare_data(run: Run) -> tuple[DatasetSplits, dict[str, np.ndarray]]:
     """01_data: load, check, split and save the rows every later stage uses; returns the
-    splits and each text's length in the model's tokens."""
+    splits and each text's length in the model's tokens (a task dataset: helpers/data/tasks.py)."""
+    if run.dataset.task != "classification":
+        return prepare_task_data(run)
     splits = load_splits(run.dataset, run.preset, run.seed, run.data_dir)
     save_splits(splits, run.data_folder)
     tokenizer = load_tokenizer(run.model, run.preset.truncation_side)

@@ -12,6 +12,7 @@ from helpers.data.splits import read_splits
 from helpers.evaluate import calibration, prompts, quality, significance, uncertainty
 from helpers.evaluate.inference import predict_proba
 from helpers.generate import stage as generation
+from helpers.generate import task_stage
 from helpers.pipeline.run import Run
 from helpers.train import models
 
@@ -46,7 +47,10 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     """03_evaluate: predict validation, calibration and test with probabilities; the decision is the
     argmax after the recalibration fitted on validation (the network's own argmax kept as
     `raw_argmax`); quality metrics by sklearn, calibration, selective prediction, conformal sets and
-    costs (helpers/evaluate/uncertainty.py), and, for causal LMs, the base model zero-/k-shot beside it."""
+    costs (helpers/evaluate/uncertainty.py), and, for causal LMs, the base model zero-/k-shot beside it.
+    A task dataset (instruction, sql) is scored on generated answers instead (helpers/generate/task_stage.py)."""
+    if run.dataset.task != "classification":
+        return task_stage.evaluate(run)
     splits = read_splits(run.data_folder)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)

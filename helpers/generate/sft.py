@@ -1,17 +1,20 @@
-"""Supervised fine-tuning of a generator on JSON decisions: LoRA (or QLoRA) on a causal LM, the
-loss on the answer tokens only (helpers/generate/chat.py masks the prompt), through the same
-training loop as the classifiers (helpers/train/trainer.py `fit`: checkpoints, resume, early
-stopping, progress, TensorBoard)."""
+"""Supervised fine-tuning of a generator (JSON decisions, instruction answers, SQL queries): LoRA
+(or QLoRA) on a causal LM, the loss on the answer tokens only (helpers/generate/chat.py masks the
+prompt), through the same training loop as the classifiers (helpers/train/trainer.py `fit`:
+checkpoints, resume, early stopping, progress, TensorBoard); and the answers' loss of a model,
+trained or not, on held-out examples."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import datasets
 import pandas as pd
+import torch
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerBase
 
 from helpers.config import TrainConfig
 from helpers.core.device import Precision
+from helpers.core.threads import cpu_threads
 from helpers.generate import chat
 from helpers.generate.schema import render_answer
 from helpers.train.trainer import TrainResult, fit, pad_multiple
@@ -23,23 +26,56 @@ def answers(df: pd.DataFrame, labels: list[str]) -> list[str]:
     return [render_answer(labels[label], rationale) for label, rationale in zip(df["label"], rationales, strict=True)]
 
 
-def sft_dataset(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, labels: list[str], question: str | None,
-                max_length: int) -> datasets.Dataset:
-    examples = chat.sft_examples(tokenizer, df["text"].tolist(), answers(df, labels), labels, question, max_length)
-    return datasets.Dataset.from_list(examples)
+def collator(tokenizer: PreTrainedTokenizerBase, device: str) -> DataCollatorForSeq2Seq:
+    """Pads a batch of supervised examples, the padding's labels ignored by the loss."""
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=chat.IGNORE, padding=True,
+                                  pad_to_multiple_of=pad_multiple(device))
+
+
+def fit_examples(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train: list[dict[str, list[int]]],
+                 validation: list[dict[str, list[int]]] | None, cfg: TrainConfig, precision: Precision, seed: int,
+                 output_dir: Path, logging_dir: Path | None = None) -> TrainResult:
+    """Fine-tune in place on supervised examples (chat.sft_example), the validation loss on
+    `validation` while training when the preset evaluates (it then picks the best checkpoint)."""
+    evaluating = cfg.eval_strategy != "no"
+    if evaluating and not validation:
+        raise ValueError("eval_strategy needs a validation split to evaluate on")
+    return fit(model, datasets.Dataset.from_list(train), datasets.Dataset.from_list(validation) if evaluating else None,
+               collator(tokenizer, precision.device), cfg, precision, seed, output_dir, logging_dir)
 
 
 def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: pd.DataFrame, labels: list[str],
               question: str | None, cfg: TrainConfig, precision: Precision, max_length: int, seed: int,
               output_dir: Path, validation_df: pd.DataFrame | None = None,
               logging_dir: Path | None = None) -> TrainResult:
-    """Fine-tune in place on the answers of `train_df` (validation loss on `validation_df` while
+    """Fine-tune in place on the JSON answers of `train_df` (validation loss on `validation_df` while
     training when the preset evaluates; it then picks the best checkpoint)."""
-    evaluating = cfg.eval_strategy != "no"
-    if evaluating and (validation_df is None or validation_df.empty):
-        raise ValueError("eval_strategy needs a validation split to evaluate on")
-    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=chat.IGNORE, padding=True,
-                                      pad_to_multiple_of=pad_multiple(precision.device))
-    return fit(model, sft_dataset(train_df, tokenizer, labels, question, max_length),
-               sft_dataset(validation_df, tokenizer, labels, question, max_length) if evaluating else None,
-               collator, cfg, precision, seed, output_dir, logging_dir)
+    def examples(df: pd.DataFrame | None) -> list[dict[str, list[int]]] | None:
+        if df is None or df.empty:
+            return None
+        return chat.sft_examples(tokenizer, df["text"].tolist(), answers(df, labels), labels, question, max_length)
+
+    return fit_examples(model, tokenizer, examples(train_df), examples(validation_df), cfg, precision, seed,
+                        output_dir, logging_dir)
+
+
+@torch.no_grad()
+def answer_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[dict[str, list[int]]],
+                batch_size: int, device: str) -> float:
+    """The mean cross-entropy per answer token (the prompt masked, as in training) over the examples:
+    exp of it is the answers' perplexity."""
+    model.eval()
+    pad = collator(tokenizer, device)
+    total, count = 0.0, 0
+    with cpu_threads(device):
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in pad(examples[start:start + batch_size]).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            targets = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets,
+                                                       ignore_index=chat.IGNORE, reduction="sum")
+            total += float(losses)
+            count += int((targets != chat.IGNORE).sum())
+    if count == 0:
+        raise ValueError("no answer tokens to score")
+    return total / count

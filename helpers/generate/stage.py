@@ -40,7 +40,7 @@ def train(run: Run, splits: DatasetSplits, validation: pd.DataFrame | None, outp
     Returns the trained model and its TrainResult."""
     cfg = run.preset.train
     tokenizer = tokenizer_for(run)
-    model = models.add_lora(models.load_causal_lm(run.model, run.precision, cfg.quantization), run.model, cfg)
+    model = models.adapt(models.load_causal_lm(run.model, run.precision, cfg.quantization), run.model, cfg)
     result: TrainResult = sft.train_sft(model, tokenizer, splits.train, splits.labels, None, cfg, run.precision,
                                         run.preset.max_length, run.seed, output_dir, validation, run.tensorboard_dir)
     return model, result
@@ -99,6 +99,10 @@ def answer_texts(run_dir: str | Path, texts: list[str], base: bool = False) -> l
     if run.model.method != "generate":
         raise ConfigError(f"{run_dir} is a run of {run.model.id!r}, which classifies with a head and writes "
                           f"nothing; give a run of a `method: generate` model (e.g. smollm2-135m-json)")
+    if run.dataset.task != "classification":
+        raise ConfigError(f"{run_dir} is a task: {run.dataset.task} run; `senticompare generate` answers JSON "
+                          f"decisions of classification runs only, and a task run's answers to its test prompts "
+                          f"are in its predictions.csv (answer, base_answer)")
     labels = run.dataset.labels
     tokenizer = tokenizer_for(run)
     models_to_ask = {"fine-tuned": models.load_finetuned(run.model, run.adapter_dir, labels, run.precision,

@@ -71,14 +71,40 @@ def kernel_manager(env: dict[str, str]) -> type[IPCKernelManager]:
     return type("IPCKernelManagerWithEnv", (IPCKernelManager,), {"extra_env": {**KERNEL_ENV, **env}})
 
 
-def sync_notebooks() -> dict[str, Path]:
-    """Generate notebooks/*.ipynb from the jupytext sources kept in git, where stale."""
+def sync_notebooks(folder: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
+    """Each notebooks/<stage>.py (the source git keeps) and the .ipynb paired with it (its header's
+    `formats: ipynb,py:percent`) made to hold the same cells, as `jupytext --sync` does: the file
+    saved last gives the cells, the .ipynb keeps its outputs; a missing .ipynb is generated. With
+    jupytext, JupyterLab saves both files at once; an .ipynb edited without it (saved after its .py,
+    other cells) has its cells written to the .py, so `git diff` shows the edit and nothing is lost.
+    A written .ipynb takes the time of the .py it was made from, so an edit of the .py made meanwhile
+    stays the newer one."""
+    import logging
+
+    from jupytext.combine import combine_inputs_with_outputs
+
     paths = {}
-    for source in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")):
-        target = source.with_suffix(".ipynb")
-        if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
-            atomic_write_text(target, jupytext.writes(jupytext.read(source), fmt="ipynb"))
-        paths[source.stem] = target
+    for source in sorted(folder.glob("[0-9][0-9]_*.py")):
+        target = paths[source.stem] = source.with_suffix(".ipynb")
+        read_at = source.stat()
+        text = source.read_text(encoding="utf-8")
+        saved = jupytext.read(target) if target.exists() else None
+        if saved is not None and jupytext.writes(saved, fmt="py:percent") == text:
+            continue
+        if saved is not None and target.stat().st_mtime_ns > read_at.st_mtime_ns:
+            saved.metadata["jupytext"] = jupytext.reads(text, fmt="py:percent").metadata.get("jupytext", {})
+            edited = jupytext.writes(saved, fmt="py:percent")  # its cells under the .py's own header
+            if edited != text:
+                text = edited
+                atomic_write_text(source, text)
+                read_at = source.stat()
+                logging.getLogger(__name__).warning("%s was saved after %s with other cells: they are now in the "
+                                                    ".py (see git diff)", display_path(target), display_path(source))
+        notebook = jupytext.reads(text, fmt="py:percent")
+        if saved is not None:
+            notebook = combine_inputs_with_outputs(notebook, jupytext.read(target), fmt="py:percent")
+        atomic_write_text(target, jupytext.writes(notebook, fmt="ipynb"))
+        os.utime(target, ns=(read_at.st_atime_ns, read_at.st_mtime_ns))
     return paths
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from helpers import config
+from helpers.adapters.registry import register_finished
 from helpers.config import DatasetSpec, ModelSpec, Preset
 from helpers.core.device import Precision, detect_device, precision_for
 from helpers.core.environment import environment
@@ -81,7 +82,8 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
              overrides: dict | None = None, study: str = "scratch", device: str | None = None,
              holdout_group: str | None = None) -> Run:
     """Resolve a stage notebook's parameters into checked records and seed every RNG.
-    Training settings: the preset's, then the model's own recipe, then the study's overrides.
+    Training settings: the preset's, then the model's own recipe, then the study's overrides, then
+    a `<model>@<recipe>` variant's recipe (the thing the study compares, so it has the last word).
     A holdout_group makes the run leave that group out of training and test on it alone."""
     seed_everything(seed)
     spec = config.get_model(model)
@@ -93,12 +95,23 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
         study=study,
         model=spec,
         dataset=dataset_spec,
-        preset=config.apply_overrides(resolved, overrides or {}),
+        preset=config.apply_overrides(config.apply_overrides(resolved, overrides or {}), {"train": spec.recipe},
+                                      f"recipe of {spec.id}"),
         seed=seed,
         run_dir=resolve(run_dir),
         data_dir=data_dir,
         precision=precision_for(detect_device(device)),
     )
+
+
+def reopen_run(run_dir: str | Path) -> Run:
+    """A recorded run from its folder's params.yaml, at the place the folder lies now (it may have
+    been moved or copied since it ran)."""
+    params_file = Path(run_dir) / "params.yaml"
+    if not params_file.is_file():
+        raise config.ConfigError(f"{params_file} not found: give the folder of a recorded run "
+                                 f"(experiments/<study>/<dataset>/<model>/)")
+    return open_run(**{**config.read_yaml(params_file), "run_dir": str(Path(run_dir).resolve())})
 
 
 def run_params(run: Run) -> dict[str, Any]:
@@ -115,18 +128,21 @@ def run_params(run: Run) -> dict[str, Any]:
 
 
 def assemble_results(run: Run) -> dict[str, Any]:
-    """Merge the stage records into the run's results.json (the seed's result format)."""
+    """Merge the stage records into the run's results.json (the seed's result format) and register
+    the run's adapter (helpers/adapters/registry.py)."""
     data, train, evaluate, speed = (run.read_stage(stage) for stage in STAGES)
     results = {
         "model_name": run.model.id,
         "dataset": run.dataset.id,
         "seed": run.seed,
-        **{k: evaluate[k] for k in ("accuracy", "f1", "precision", "recall")},
+        **{k: evaluate[k] for k in ("accuracy", "f1", "precision", "recall") if k in evaluate},
+        **{k: evaluate[k] for k in ("task", "accuracy_is") if k in evaluate},  # a task run: no F1, precision, recall
         **{k: speed[k] for k in ("ttft_mean_ms", "latency_median_ms", "latency_p99_ms",
                                  "throughput_tokens_per_sec", "throughput_samples_per_sec",
                                  "memory_allocated_mb", "memory_reserved_mb", "peak_rss_mb")},
         **{k: speed[k] for k in ("ttft_ms", "decode_tokens_per_sec") if k in speed},  # generators only
         "training_time_hours": train["training_time_s"] / 3600.0,
+        "artifact_mb": train.get("artifact_mb"),  # recorded since train.method full
         "trainable_params": train["trainable_params"],
         "total_params": train["total_params"],
         "quality": evaluate,
@@ -142,4 +158,5 @@ def assemble_results(run: Run) -> dict[str, Any]:
 
         results["tracking"] = {"mlflow": log_to_mlflow(run, results)}
     write_json(run.run_dir / "results.json", results)
+    register_finished(run.run_dir)
     return results

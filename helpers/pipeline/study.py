@@ -182,13 +182,14 @@ def check_data(study: Study) -> None:
 
 
 def run_study(study_path: str | Path, force: bool = False, report: bool = True, executor: str | None = None,
-              max_workers: int | None = None) -> StudyOutcome:
-    """Run a study end to end; see `senticompare run --help`. `executor` and `max_workers` replace
-    the study's own (helpers/pipeline/executors.py)."""
+              max_workers: int | None = None, address: str | None = None) -> StudyOutcome:
+    """Run a study end to end; see `senticompare run --help`. `executor`, `max_workers` and the Ray
+    `address` replace the study's own (helpers/pipeline/executors.py)."""
     study = config.load_study(study_path)
-    if executor is not None or max_workers is not None:
+    if executor is not None or max_workers is not None or address is not None:
         study = dataclasses.replace(study, executor=executor or study.executor,
-                                    max_workers=max_workers or study.max_workers)
+                                    max_workers=max_workers or study.max_workers,
+                                    ray=dataclasses.replace(study.ray, address=address or study.ray.address))
     root = study_dir(study)
     with study_lock(root, study.name):
         check_data(study)
@@ -197,34 +198,73 @@ def run_study(study_path: str | Path, force: bool = False, report: bool = True, 
         return _run(study, root, force, report)
 
 
+class NotebookStages:
+    """The stage runner the executors call (helpers/pipeline/executors.py): stages of one run, each
+    notebook executed through papermill into the run folder, the stage's progress on the bar; the
+    first failure recorded in failed.json and returned. Pickled (for a Ray task), it travels
+    without the bar, its notebooks named relative to the project, and runs the same way in the
+    other process with that process's checkout."""
+
+    def __init__(self, notebooks: dict[str, Path], bar: tqdm | None = None) -> None:
+        self.notebooks, self.bar = notebooks, bar
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"notebooks": {stage: display_path(path) for stage, path in self.notebooks.items()}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.notebooks, self.bar = {stage: resolve(path) for stage, path in state["notebooks"].items()}, None
+
+    def _show(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+
+    def _advance(self, stages: int) -> None:
+        if self.bar is not None:
+            self.bar.update(stages)
+
+    def __call__(self, plan: RunPlan, stages: Sequence[str], env: dict[str, str]) -> executors.Failure | None:
+        for stage in stages:
+            where = f"{plan.run_dir.parent.name}/{plan.run_dir.name} {stage}"
+            self._show(where)
+            try:
+                with progress.shown(plan.run_dir / PROGRESS_FILE,
+                                    lambda line, where=where: self._show(f"{where} · {line}")) as progress_env:
+                    execute_notebook(self.notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params,
+                                     env={**env, **progress_env})
+            except Exception as exc:  # a failed model must not take the study down
+                error = error_summary(exc)
+                log.error("%s/%s failed in %s: %s", plan.run_dir.parent.name, plan.run_dir.name, stage, error)
+                _record_failure(plan, stage, error)
+                self._advance(len(STAGES) - STAGES.index(stage))
+                return executors.Failure(stage, error)
+            self._advance(1)
+        return None
+
+
+def _record_failure(plan: RunPlan, stage: str, error: str) -> None:
+    write_json(plan.run_dir / "failed.json", {"stage": stage, "error": error, "params": plan.params})
+
+
+def _lost_stage(plan: RunPlan) -> str:
+    """The stage a run lost with its worker was in: the first without a record."""
+    return next((stage for stage in STAGES if not (plan.run_dir / "stages" / f"{stage}.json").is_file()), STAGES[-1])
+
+
 def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
     notebooks = sync_notebooks()
     plans = plan_runs(study)
     outcome = StudyOutcome(study.name)
     todo = [plan for plan in plans if _prepare_run_dir(plan, force, root)]
     outcome.reused = [plan for plan in plans if plan not in todo]
-    bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo)
-
-    def run_stages(plan: RunPlan, stages: Sequence[str], env: dict[str, str]) -> executors.Failure | None:
-        for stage in stages:
-            where = f"{plan.run_dir.parent.name}/{plan.run_dir.name} {stage}"
-            bar.set_postfix_str(where)
-            try:
-                with progress.shown(plan.run_dir / PROGRESS_FILE,
-                                    lambda line, where=where: bar.set_postfix_str(f"{where} · {line}")) as progress_env:
-                    execute_notebook(notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params,
-                                     env={**env, **progress_env})
-            except Exception as exc:  # a failed model must not take the study down
-                error = error_summary(exc)
-                log.error("%s/%s failed in %s: %s", plan.run_dir.parent.name, plan.run_dir.name, stage, error)
-                write_json(plan.run_dir / "failed.json", {"stage": stage, "error": error, "params": plan.params})
-                bar.update(len(STAGES) - STAGES.index(stage))
-                return executors.Failure(stage, error)
-            bar.update(1)
-        return None
-
-    failures = executors.get(study.executor)(todo, run_stages, STAGES, study.max_workers)
+    remote = study.executor in executors.REMOTE  # it shows its own bar, of runs done
+    bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo or remote)
+    failures = executors.get(study.executor)(todo, NotebookStages(notebooks, bar), STAGES, study.max_workers,
+                                             study.ray)
     for plan, failure in zip(todo, failures, strict=True):
+        if failure is not None and failure.stage is None:
+            failure = dataclasses.replace(failure, stage=_lost_stage(plan))
+        if failure is not None and not (plan.run_dir / "failed.json").is_file():
+            _record_failure(plan, failure.stage, failure.error)
         _settle(plan, root, succeeded=failure is None)
         if failure is None:
             outcome.done.append(plan)

@@ -6,6 +6,7 @@ import dataclasses
 
 from helpers.data.splits import read_splits
 from helpers.generate import stage as generation
+from helpers.generate import task_stage
 from helpers.pipeline.run import Run
 from helpers.speed import flops, timing
 from helpers.train import models
@@ -17,7 +18,9 @@ def measure_speed(run: Run) -> dict:
     splits = read_splits(run.data_folder)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
                                   run.preset.train.quantization)
-    if run.model.method == "generate":  # time to first token, decode tokens/s, answers/s
+    if run.dataset.task != "classification":  # the same, on the task's prompts
+        record = task_stage.speed(run, model, generation.tokenizer_for(run), splits.test)
+    elif run.model.method == "generate":  # time to first token, decode tokens/s, answers/s
         record = generation.speed(run, model, generation.tokenizer_for(run), splits.test["text"].tolist(),
                                   splits.labels)
     else:

@@ -167,16 +167,17 @@ def load_causal_lm(spec: ModelSpec, precision: Precision, quantization: str = "n
     return model
 
 
-def _pretrained(auto_class, spec: ModelSpec, precision: Precision, quantization: str,
+def _pretrained(auto_class, spec: ModelSpec, precision: Precision, quantization: str, source: Path | None = None,
                 **kwargs) -> tuple[PreTrainedModel, str]:
     """`auto_class.from_pretrained` in the run's dtype and quantization (the one this device can
-    run, returned beside the model), never with remote code."""
+    run, returned beside the model), never with remote code; from the registry's weights, or from
+    `source` (a fully fine-tuned run's saved model)."""
     quantization = usable_quantization(spec, quantization, precision.device)
     kwargs.update(trust_remote_code=False, dtype=precision.dtype)
     if quantization != "none":
         kwargs.update(quantization_config=_quantization(precision, quantization), device_map={"": precision.device})
     try:
-        return auto_class.from_pretrained(model_path(spec), **kwargs), quantization
+        return auto_class.from_pretrained(source or model_path(spec), **kwargs), quantization
     except OSError as exc:
         raise _unavailable(spec, exc) from exc
 
@@ -244,6 +245,16 @@ def _mean_pooling(model: PreTrainedModel, spec: ModelSpec) -> None:
     body.register_forward_pre_hook(keep_mask, with_kwargs=True)
 
 
+def adapt(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.nn.Module:
+    """What trains (preset `train.method`): LoRA adapters (`add_lora`), or with `full` every weight
+    of the model, the new head included."""
+    if train.method == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    return add_lora(model, spec, train)
+
+
 def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.nn.Module:
     """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full, CAUSAL_LM
     (a model that answers by generation) keeps the LM head frozen."""
@@ -269,11 +280,19 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> tor
     return get_peft_model(model, config)
 
 
+def is_full_model(adapter_dir: Path) -> bool:
+    """True where 02_train saved a whole fine-tuned model (train.method full), not a LoRA adapter."""
+    return (Path(adapter_dir) / "config.json").is_file() and not (Path(adapter_dir) / "adapter_config.json").is_file()
+
+
 def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precision: Precision,
                    quantization: str = "none") -> PreTrainedModel:
-    """Base + trained adapter, ready for inference; LoRA is merged where the base is not quantized."""
+    """Base + trained adapter, ready for inference; LoRA is merged where the base is not quantized.
+    A fully fine-tuned run's folder holds the whole model, loaded as it was saved."""
     from peft import PeftModel
 
+    if is_full_model(adapter_dir):
+        return _load_full(spec, Path(adapter_dir), precision).eval()
     if not (Path(adapter_dir) / "adapter_model.safetensors").is_file():
         raise ModelError(f"no trained adapter in {adapter_dir}; run notebooks/02_train for this run_dir first")
     base = (load_causal_lm(spec, precision, quantization) if spec.method == "generate"
@@ -282,6 +301,23 @@ def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precis
     if not getattr(base, "is_quantized", False):
         model = model.merge_and_unload()
     return model.eval()
+
+
+def _load_full(spec: ModelSpec, folder: Path, precision: Precision) -> PreTrainedModel:
+    """A whole model 02_train saved (its head and label names in its config), with the registry's
+    pooling put back (a masked mean has no weights to save)."""
+    if spec.method == "generate":
+        model, _ = _pretrained(AutoModelForCausalLM, spec, precision, "none", folder)
+    else:
+        model, _ = _pretrained(AutoModelForSequenceClassification, spec, precision, "none", folder)
+        if spec.pooling == "mean":
+            _mean_pooling(model, spec)
+    return model.to(precision.device)
+
+
+def artifact_mb(folder: Path) -> float:
+    """What a run's training leaves to ship: the adapter folder (or the whole model), in MB."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 1e6
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -10,23 +10,31 @@ from pathlib import Path
 
 from helpers.data.splits import read_splits
 from helpers.generate import stage as generation
+from helpers.generate import task_stage
 from helpers.pipeline.run import Run
 from helpers.speed.timing import machine_load, peak_rss_mb
-from helpers.train import models, trainer
+from helpers.train import distributed, models, trainer
 
 
 def train_model(run: Run) -> dict:
-    """02_train: LoRA/QLoRA fine-tune on the saved train split, save the adapter (safetensors)."""
-    splits = read_splits(run.data_folder)
+    """02_train: LoRA/QLoRA (or full) fine-tune on the saved train split, save the adapter (or the
+    whole model) as safetensors. Under `train.distributed: ddp` every torchrun rank runs this, and
+    rank 0 saves the adapter and the record (helpers/train/distributed.py)."""
     cfg = run.preset.train
+    if cfg.distributed == "ddp" and not distributed.in_rank():
+        distributed.launch(run)
+        return run.read_stage("02_train")
+    splits = read_splits(run.data_folder)
     validation = splits.validation if cfg.eval_strategy != "no" else None
 
     def fit(output_dir: Path):
+        if run.dataset.task != "classification":  # it learns to write the answers (helpers/generate/task_stage.py)
+            return task_stage.train(run, splits, validation, output_dir)
         if run.model.method == "generate":  # it learns to write the JSON answer (helpers/generate/)
             return generation.train(run, splits, validation, output_dir)
         tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
-        model = models.add_lora(models.load_base(run.model, splits.labels, run.precision, cfg.quantization,
-                                                 tokenizer), run.model, cfg)
+        model = models.adapt(models.load_base(run.model, splits.labels, run.precision, cfg.quantization,
+                                              tokenizer), run.model, cfg)
         return model, trainer.train(model, tokenizer, splits.train, cfg, run.precision, run.preset.max_length,
                                     run.seed, output_dir, validation, run.tensorboard_dir)
 
@@ -37,6 +45,8 @@ def train_model(run: Run) -> dict:
         with tempfile.TemporaryDirectory(prefix=".trainer-", dir=run.run_dir) as scratch:
             model, result = fit(Path(scratch))
     trainable, total = models.count_parameters(model)
+    if not distributed.is_main_process():
+        return {}
     save_adapter(model, run.adapter_dir)
     record = {
         **dataclasses.asdict(result),
@@ -44,9 +54,12 @@ def train_model(run: Run) -> dict:
         "train_samples_per_sec": result.train_samples * result.epochs / result.training_time_s,
         "trainable_params": trainable,
         "total_params": total,
+        "method": cfg.method,
         "quantization": cfg.quantization,
+        "artifact_mb": models.artifact_mb(run.adapter_dir),
         "load": machine_load(),
         "peak_rss_mb": peak_rss_mb(),
+        **distributed.describe(),
     }
     run.write_stage("02_train", record)
     return record

@@ -29,6 +29,7 @@ from helpers.config import TrainConfig
 from helpers.core import progress
 from helpers.core.device import Precision, synchronize
 from helpers.core.threads import free_core_threads
+from helpers.train import distributed
 from helpers.train.dropout import use_numpy_dropout
 
 
@@ -110,7 +111,8 @@ class ProgressReporter(TrainerCallback):
                 self.shown[label] = float(logs[key])
 
     def on_step_end(self, args, state, control, **kwargs):
-        progress.report("train", state.global_step, state.max_steps, **self.shown)
+        if state.is_world_process_zero:  # one line for a training on several processes
+            progress.report("train", state.global_step, state.max_steps, **self.shown)
 
 
 CUDA_PAD_MULTIPLE = 64
@@ -189,9 +191,10 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
     best_metric = cfg.metric_for_best_model if compute_metrics is not None else "loss"
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    processes = distributed.world_size()  # batch_size is the global batch (helpers/train/distributed.py)
     args = TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=cfg.batch_size // processes,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -220,6 +223,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         bf16=precision.bf16,
         optim="adamw_torch_fused" if precision.device == "cuda" else "adamw_torch",
         dataloader_num_workers=0,
+        ddp_backend="gloo" if precision.device == "cpu" and processes > 1 else None,
         disable_tqdm=bool(os.environ.get("TQDM_DISABLE")),  # set for the runner's kernels: no bar in the report
         include_num_input_tokens_seen="non_padding",
     )

@@ -1,0 +1,159 @@
+"""The API's request and response records (pydantic): what /docs shows, and what every request is
+checked against before it is used (sizes, ids, names: helpers/serve/security.py)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from helpers.serve.security import check_adapter_id, check_name
+
+MAX_TEXTS = 64
+MAX_TEXT_CHARS = 10_000
+MAX_ADAPTERS = 8
+MAX_STUDY_CHARS = 20_000
+
+AdapterId = Annotated[str, Field(max_length=300, examples=["default/finefoods/smollm2-135m"]),
+                      AfterValidator(check_adapter_id)]
+Name = Annotated[str, Field(max_length=64), AfterValidator(check_name)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Adapter(BaseModel):
+    """A registry record (helpers/adapters/registry.py) and whether its run folder is still there."""
+    id: str
+    study: str
+    model: str
+    base_model: str
+    method: Literal["head", "generate"]
+    dataset: str
+    label_type: str
+    labels: list[str]
+    preset: str
+    seed: int
+    path: str
+    metrics: dict[str, float | None]
+    data_fingerprint: str | None
+    git_commit: str | None
+    git_dirty: bool | None
+    created: str
+    present: bool
+
+
+class PredictRequest(Strict):
+    adapters: list[AdapterId] = Field(min_length=1, max_length=MAX_ADAPTERS)
+    texts: list[Text] = Field(min_length=1, max_length=MAX_TEXTS)
+
+
+class Generated(BaseModel):
+    """A generative adapter's answer as written, and what the parser read from it."""
+    answer: str
+    decision: str | None
+    rationale: str | None
+    abstain: bool | None
+    read_as: str
+
+
+class Prediction(BaseModel):
+    """One text's decision by one adapter (docs/adapters.md, "Batch prediction")."""
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    conformal_set: list[str]
+    abstain: bool
+    confident: bool
+    generated: Generated | None = None
+
+
+class AdapterPredictions(BaseModel):
+    adapter: str
+    method: str
+    labels: list[str]
+    predictions: list[Prediction]  # in the order of the request's texts
+
+
+class PredictResponse(BaseModel):
+    texts: list[str]
+    results: list[AdapterPredictions]  # in the order of the request's adapters
+
+
+class GenerateRequest(PredictRequest):
+    """As /predict, for adapters of `method: generate` only."""
+
+
+class WeightedAdapterIn(Strict):
+    id: AdapterId
+    weight: float = Field(allow_inf_nan=False)
+
+
+class MergeRequest(Strict):
+    adapters: list[WeightedAdapterIn] = Field(min_length=2, max_length=MAX_ADAPTERS)
+    method: Literal["linear", "ties", "dare_ties", "cat"] = "linear"
+    out_id: Name
+    density: float | None = Field(default=None, gt=0, le=1)
+    dataset: Name | None = None
+    force: bool = False
+
+
+class TrainForm(Strict):
+    """A study from the form: models x datasets under one preset."""
+    name: Name
+    models: list[Name] = Field(min_length=1, max_length=16)
+    datasets: list[Name] = Field(min_length=1, max_length=16)
+    preset: Name = "tiny"
+    seeds: list[int] = Field(default_factory=lambda: [1337], min_length=1, max_length=8)
+
+
+class TrainRequest(Strict):
+    """Either a study YAML (as in params/studies/) or the form; `force` reruns finished runs,
+    `report: false` skips the study's HTML and PDF report."""
+    study_yaml: str | None = Field(default=None, max_length=MAX_STUDY_CHARS)
+    form: TrainForm | None = None
+    force: bool = False
+    report: bool = True
+
+    @model_validator(mode="after")
+    def one_source(self) -> TrainRequest:
+        if (self.study_yaml is None) == (self.form is None):
+            raise ValueError("give either study_yaml (a study file's text) or form (name, models, datasets, preset)")
+        return self
+
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+
+
+class Job(BaseModel):
+    id: int
+    kind: Literal["train", "merge"]
+    title: str
+    state: JobState
+    created: str
+    started: str | None
+    finished: str | None
+    returncode: int | None
+    error: str | None
+    stage: str | None = None  # what runs now, from the job's log
+    progress: float | None = None  # 0..1 of the job's stages, where the log says
+    adapters: list[str] = Field(default_factory=list)  # what it registered (a finished job)
+    log_tail: list[str] | None = None  # the last lines of its log (GET /jobs/{id} only)
+
+
+class Options(BaseModel):
+    """What the Train and Merge forms offer."""
+    models: dict[str, str]  # id: method
+    datasets: dict[str, list[str]]  # id: labels
+    presets: list[str]
+    studies: list[str]
+    max_texts: int = MAX_TEXTS
+    max_text_chars: int = MAX_TEXT_CHARS
+    auth: bool  # whether API calls need the token
+
+
+class Report(BaseModel):
+    study: str
+    modified: str
+    url: str
