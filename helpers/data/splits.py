@@ -53,16 +53,17 @@ def calibration_cap(preset: Preset) -> int | None:
     return preset.max_validation if preset.max_calibration is None else preset.max_calibration
 
 
-def fingerprint(splits: DatasetSplits) -> str:
-    """A hash of exactly the rows each split holds: same fingerprint, same data. Empty splits
-    are left out, so run folders saved before the calibration split keep their fingerprint."""
+def fingerprint(splits: DatasetSplits, columns: tuple[str, ...] = ("text", "label")) -> str:
+    """A hash of exactly the rows each split holds (those of `columns` it has): same fingerprint,
+    same data. Empty splits are left out, so run folders saved before the calibration split keep
+    their fingerprint."""
     digest = hashlib.sha256(splits.source.encode())
     for name in SPLITS:
         df = splits.split(name)
         if df.empty:
             continue
         digest.update(name.encode())
-        digest.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).values.tobytes())
+        digest.update(pd.util.hash_pandas_object(df[[c for c in columns if c in df]], index=False).values.tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -16,7 +16,6 @@ class probabilities to calibrate). The fingerprint covers every prompt part and 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -177,15 +176,9 @@ def _carve_groups(df: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFra
 
 def fingerprint(splits: DatasetSplits) -> str:
     """A hash of exactly the rows each split holds: every prompt part (text, schema) and the target."""
-    digest = hashlib.sha256(splits.source.encode())
-    for name in SPLITS:
-        df = splits.split(name)
-        if df.empty:
-            continue
-        digest.update(name.encode())
-        digest.update(pd.util.hash_pandas_object(df[[c for c in ("text", "schema", "target") if c in df]],
-                                                 index=False).values.tobytes())
-    return digest.hexdigest()[:16]
+    from helpers.data.splits import fingerprint as split_fingerprint  # splits imports this module
+
+    return split_fingerprint(splits, ("text", "schema", "target"))
 
 
 def check_task_splits(splits: DatasetSplits, min_test_rows: int = MIN_TEST_ROWS) -> list[Finding]:
