@@ -154,10 +154,10 @@ def test_a_force_run_that_fails_keeps_the_previous_results(small_study, monkeypa
     before = digest(run_dir)
     real = runner.execute_notebook
 
-    def fail_training(notebook, output, params):
+    def fail_training(notebook, output, params, env=None):
         if output.name == "02_train.ipynb":
             raise RuntimeError("out of memory")
-        return real(notebook, output, params)
+        return real(notebook, output, params, env)
 
     monkeypatch.setattr(runner, "execute_notebook", fail_training)
     outcome = runner.run_study(path, force=True, report=False)
