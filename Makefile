@@ -51,7 +51,7 @@ study: setup
 # CI's command: everything but the `full` tests, which repeat an end-to-end path the others cover
 # with other inputs (CI stays under 30 minutes on 2 cores); `make test-full` runs those too.
 test: setup
-	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs -m "not full"
+	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs --durations=25 -m "not full"
 
 test-full: setup
 	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs

@@ -154,3 +154,38 @@ TASK = ("final_number_match", "rouge_l", "answer_words", "execution_accuracy", "
 GENERATION = ("decision_accuracy", "parse_rate", "schema_valid_rate", "abstain_rate", "accuracy_answered",
               "rationale_jaccard", "rationale_in_input_rate", "base_decision_accuracy", "base_parse_rate",
               *TASK, "ttft_ms", "decode_tokens_per_sec")
+# Multi-label and regression runs (a dataset's `label_type`, helpers/labels/), at the top level of
+# results.json; their per-label and per-target numbers stay in the `quality` block.
+for _key, _label, _better in (
+        ("micro_f1", "micro-F1", True),
+        ("macro_f1", "macro-F1 (labels)", True),
+        ("samples_f1", "samples F1", True),
+        ("hamming_loss", "Hamming loss", False),
+        ("subset_accuracy", "subset accuracy", True),
+        ("r2", "R²", True),
+        ("mae", "MAE", False),
+        ("rmse", "RMSE", False),
+        ("pearson", "Pearson r", True),
+        ("spearman", "Spearman ρ", True),
+        ("interval_coverage", "interval coverage", None),
+        ("interval_width", "interval width", False)):
+    register_metric(_key, _label, _better, source="top")
+for _key, _label, _better in (
+        ("macro_average_precision", "mean average precision", True),
+        ("macro_roc_auc", "mean ROC AUC", True),
+        ("ece_per_label_mean", "ECE per label (mean)", False),
+        ("conformal_label_recall", "true labels in the conformal set", None)):
+    register_metric(_key, _label, _better, uncertainty=True, shown=False)
+# The headline keys of each label type (copied to the top level of results.json) and the metric
+# its verdict, CIs and paired bootstrap are about, first in each tuple.
+LABEL_TYPE_HEADLINE = {
+    "multi": ("micro_f1", "macro_f1", "samples_f1", "hamming_loss", "subset_accuracy"),
+    "regression": ("mae", "r2", "rmse", "pearson", "spearman", "interval_coverage", "interval_width"),
+}
+# The number a label type's verdict, ranking and paired tests are about, the second one shown beside
+# it, and its trivial baseline's (made by the comparison from the run's `quality` block).
+MAIN_METRIC = {"single": "accuracy", "multi": "micro_f1", "regression": "mae"}
+SECOND_METRIC = {"single": "f1", "multi": "macro_f1", "regression": "r2"}
+BASELINE_METRIC = {"single": "baseline_accuracy", "multi": "baseline_micro_f1", "regression": "baseline_mae"}
+register_metric("baseline_micro_f1", "best trivial baseline micro-F1", None, source="comparison")
+register_metric("baseline_mae", "training-mean baseline MAE", None, source="comparison")

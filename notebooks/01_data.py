@@ -25,18 +25,20 @@ data_dir = None
 overrides = {}
 study = "scratch"
 holdout_group = None
+holdout_by = "group"
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
 from helpers.data import tasks
-from helpers.data.stage import prepare_data
+from helpers.data.stage import example_rows, prepare_data
 from helpers.pipeline.run import open_run
 from helpers.report import plots
 from helpers.report.escape import md
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
+               holdout_by=holdout_by)
 splits, lengths = prepare_data(run)
 classifying = run.dataset.task == "classification"
 display(Markdown(f"**{md(splits.dataset)}** from {md(splits.source)} · fingerprint {md(splits.fingerprint)} · "
@@ -66,9 +68,6 @@ findings if len(findings) else Markdown("No findings: no empty texts, duplicates
 
 # %%
 if classifying:
-    display(splits.train.groupby("label", group_keys=False).head(2).assign(
-        label=lambda d: d["label"].map(dict(enumerate(splits.labels))),
-        text=lambda d: d["text"].str.slice(0, 300),
-    ))
+    display(example_rows(splits))
 else:
     display(splits.train[["text", "target"]].head(4).assign(text=lambda d: d["text"].str.slice(0, 300)))

@@ -24,6 +24,7 @@ data_dir = None
 overrides = {}
 study = "scratch"
 holdout_group = None
+holdout_by = "group"
 
 # %%
 import pandas as pd
@@ -32,7 +33,8 @@ from helpers.pipeline.run import open_run
 from helpers.report import plots
 from helpers.train.stage import train_model
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
+               holdout_by=holdout_by)
 record = train_model(run)
 pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_samples", "train_tokens",
                                   "train_tokens_per_sec", "trainable_params",

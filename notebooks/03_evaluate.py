@@ -31,6 +31,7 @@ data_dir = None
 overrides = {}
 study = "scratch"
 holdout_group = None
+holdout_by = "group"
 
 # %%
 import pandas as pd
@@ -38,18 +39,21 @@ from IPython.display import Markdown, display
 
 from helpers.evaluate.stage import SUMMARY_KEYS, evaluate_model, reliability_before_after
 from helpers.generate import task_stage
+from helpers.labels import views as label_views
 from helpers.pipeline.run import open_run
 from helpers.report import plots
 from helpers.report.escape import md
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
+               holdout_by=holdout_by)
 record, predictions = evaluate_model(run)
-classifying = run.dataset.task == "classification"
+classifying = run.dataset.task == "classification" and run.dataset.label_type == "single"
+labelled = run.dataset.label_type != "single"  # multi-label or regression (helpers/labels/)
 keys = ("accuracy", "f1", "precision", "recall", "balanced_accuracy")
 (pd.DataFrame({run.model.id: {k: record[k] for k in keys},
                "network's own argmax": {k: record["raw_argmax"][k] for k in keys},
                "majority baseline": {k: record["baseline_majority"][k] for k in keys}})
- if classifying else task_stage.headline(record))
+ if classifying else label_views.headline(record, run.model.id) if labelled else task_stage.headline(record))
 
 # %%
 if classifying:
@@ -58,6 +62,8 @@ if classifying:
                      f"only by the model, {vs['majority_only_correct']} only by the majority, exact McNemar "
                      f"p = {vs['p_value']:.2g}."))
     display(pd.DataFrame({"95 % CI": {"accuracy": record["accuracy_ci95"], "f1 (macro)": record["f1_ci95"]}}))
+elif labelled:
+    display(Markdown(md(label_views.verdict(record))))
 else:
     display(Markdown(md(task_stage.verdict(record))))
 
@@ -67,6 +73,9 @@ else:
 # %%
 if classifying:
     plots.confusion_heatmap(record["confusion_matrix"], record["labels"], title=run.model.id)
+elif labelled:  # per label or per target instead
+    display(label_views.detail(record).round(4))
+    display(label_views.figure(record, predictions, run.model.id))
 else:
     display(Markdown("A task has no classes: no confusion matrix."))
 
@@ -76,10 +85,15 @@ else:
 # each label's answer word (normalized over the labels), with k answered training examples first.
 
 # %%
-(pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "brier", "nll")},
-               **{f"base, {name}": {k: block[k] for k in ("accuracy", "f1", "ece", "brier", "nll")}
-                  for name, block in record.get("baseline", {}).items()}}).round(4)
- if classifying else Markdown("A task run: its base model answered the same test prompts, in the first table."))
+if classifying:
+    display(pd.DataFrame({"fine-tuned": {k: record[k] for k in ("accuracy", "f1", "ece", "brier", "nll")},
+                          **{f"base, {name}": {k: block[k] for k in ("accuracy", "f1", "ece", "brier", "nll")}
+                             for name, block in record.get("baseline", {}).items()}}).round(4))
+elif labelled:  # multi-label: the base causal LM's answer-word scores zero-shot; regression: none
+    shown = label_views.base_model(record, run.model.id)
+    display(Markdown(shown) if isinstance(shown, str) else shown)
+else:
+    display(Markdown("A task run: its base model answered the same test prompts, in the first table."))
 
 # %% [markdown]
 # ## Generated answers
@@ -88,7 +102,9 @@ else:
 # model on the same prompts. The numbers above read the labels' probabilities at the decision position.
 
 # %%
-if not classifying:
+if labelled:
+    display(Markdown("A multi-label or regression head: nothing is generated."))
+elif not classifying:
     display(task_stage.side_by_side(predictions))
 elif "generation" in record:
     block = record["generation"]
@@ -110,7 +126,7 @@ else:
 
 # %%
 (pd.Series({k: record[k] for k in SUMMARY_KEYS if k in record}, name=run.model.id).to_frame() if classifying
- else Markdown("A task has no class probabilities: no calibration, selective prediction, conformal sets or costs."))
+ else label_views.uncertainty(record).to_frame() if labelled else Markdown("A task has no class probabilities: no calibration, selective prediction, conformal sets or costs."))
 
 # %%
 if classifying:
@@ -130,5 +146,7 @@ if "per_group" in record:
                      f"{md(record['per_group']['worst_group'].get('accuracy', 'none judged'))}"))
     if len(groups):
         display(groups)
+elif "group_scores" in record:
+    display(label_views.group_table(record))
 else:
     display(Markdown("The dataset has no group column." if classifying else "No per-group numbers for a task run."))

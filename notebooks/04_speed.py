@@ -25,6 +25,7 @@ data_dir = None
 overrides = {}
 study = "scratch"
 holdout_group = None
+holdout_by = "group"
 
 # %%
 import pandas as pd
@@ -32,7 +33,8 @@ import pandas as pd
 from helpers.pipeline.run import assemble_results, open_run
 from helpers.speed.stage import measure_speed
 
-run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group)
+run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
+               holdout_by=holdout_by)
 record = measure_speed(run)
 pd.Series({k: v for k, v in record.items() if not isinstance(v, dict)}, name=run.model.id).to_frame()
 

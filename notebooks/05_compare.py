@@ -29,6 +29,7 @@ from IPython.display import Markdown, display
 from helpers.compare import views
 from helpers.compare.stage import compare_dataset
 from helpers.core.paths import resolve
+from helpers.labels import views as label_views
 from helpers.report import plots
 from helpers.report.escape import md
 
@@ -58,8 +59,8 @@ views.summary(found.ranked) if len(found.ranked) else Markdown("No model finishe
 
 # %%
 if found.several_seeds:
-    display(found.seed_differences("accuracy").round(4))
-    display(found.seed_differences("f1").round(4))
+    for key in views.headline_keys(found.table):
+        display(found.seed_differences(key).round(4))
 else:
     display(Markdown("One seed per model: no seed-to-seed spread to compare against."))
 
@@ -138,6 +139,20 @@ generated if len(generated) else Markdown("No model answered by generation.")
 groups = views.group_view(found.table) if len(found.table) else pd.DataFrame()
 groups if len(groups) else Markdown("No group to judge: the dataset has no group column, or no group has "
                                    "enough test examples (the evaluation preset's min_group_size).")
+
+# %% [markdown]
+# ## Per label or per target
+# Multi-label: every model's F1 per label on the shared test texts (labels by their test support).
+# Regression: MAE and R² per target and per group of the dataset's group column.
+
+# %%
+if views.label_type(found.table) != "single":
+    display(label_views.by_model(found.results).round(3))
+    figure = label_views.by_model_figure(found.results)
+    if figure is not None:
+        display(figure)
+else:
+    display(Markdown("A single-label comparison: its per-class numbers are in each run's 03_evaluate."))
 
 # %% [markdown]
 # ## Throughput

@@ -221,6 +221,7 @@ RUNS = ("minilm-l6-seed5", "minilm-l6-seed6")
 
 
 @pytest.mark.slow
+@pytest.mark.full  # six trainings, 3-5 minutes on 2 cores: `make test-full` (CI keeps the Ray task tests below)
 def test_a_study_side_by_side_or_on_ray_gives_the_serial_numbers(tmp_path, mirror_path, monkeypatch, local_ray):
     """Two real runs under `local` with two workers and as Ray tasks on a local Ray with 2 CPUs:
     the same quality numbers and probabilities as `serial`; under `local` the trainings overlap and

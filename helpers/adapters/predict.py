@@ -37,6 +37,7 @@ from helpers.evaluate.inference import length_sorted_batches, predict_proba
 from helpers.generate import decode
 from helpers.generate import stage as generation
 from helpers.generate.parse import parse_answer
+from helpers.labels.rules import LabelRules
 from helpers.pipeline.run import Run, reopen_run
 from helpers.train import models
 
@@ -57,8 +58,11 @@ class DecisionRules:
     abstain_cost: float
 
     @classmethod
-    def from_results(cls, results_file: Path) -> DecisionRules:
+    def from_results(cls, results_file: Path) -> DecisionRules | LabelRules:
+        """The run's decision rules; a multi-label or regression run's are helpers/labels/rules.py's."""
         results = read_json(results_file)
+        if results.get("label_type", "single") != "single":
+            return LabelRules.from_results(results, str(results_file))
         quality = results["quality"]
         needed = ("labels", "recalibration", "temperature", "class_bias", "conformal_alpha", "conformal_qhat",
                   "selective_threshold", "abstain_cost")
@@ -97,7 +101,7 @@ class DecisionRules:
 class AdapterPredictor:
     """A registered adapter loaded as its run's evaluation loads it, with its decision rules."""
     run: Run
-    rules: DecisionRules
+    rules: DecisionRules | LabelRules
     model: Any
     tokenizer: Any
 
@@ -134,7 +138,7 @@ class AdapterPredictor:
             raw, answers = self._generated(texts)
         else:
             raw = predict_proba(self.model, self.tokenizer, texts, self.batch_size, self.run.preset.max_length,
-                                self.run.device)
+                                self.run.device, getattr(self.rules, "activation", "softmax"))
         rows = self.rules.decide(raw)
         if self.generating:
             for row, generated in zip(rows, answers, strict=True):
@@ -148,9 +152,10 @@ def load_predictor(adapter: str) -> AdapterPredictor:
     run = reopen_run(record.run_dir)
     rules = DecisionRules.from_results(record.run_dir / "results.json")
     model = models.load_finetuned(run.model, run.adapter_dir, rules.labels, run.precision,
-                                  run.preset.train.quantization)
+                                  run.preset.train.quantization, label_type=run.dataset.label_type)
     tokenizer = (generation.tokenizer_for(run) if run.model.method == "generate"
-                 else models.load_tokenizer(run.model, run.preset.truncation_side))
+                 else models.load_tokenizer(run.model, run.preset.truncation_side,
+                                            models.saved_context_values(run.adapter_dir)))
     return AdapterPredictor(run, rules, model, tokenizer)
 
 
@@ -207,7 +212,10 @@ def predict_file(adapter: str, input_path: str | Path, output_path: str | Path, 
     as_csv = output.suffix.lower() == ".csv"
     with atomic_file(output, text=True) as f, \
             tqdm(total=len(found.texts), desc=f"predict {adapter}", unit="text", disable=not show_progress) as bar:
-        writer = csv.DictWriter(f, csv_columns(predictor.rules.labels, predictor.generating)) if as_csv else None
+        labelled = isinstance(predictor.rules, LabelRules)  # multi-label or regression
+        columns = (predictor.rules.csv_columns() if labelled
+                   else csv_columns(predictor.rules.labels, predictor.generating))
+        writer = csv.DictWriter(f, columns) if as_csv else None
         if writer:
             writer.writeheader()
         for part in _chunks(len(found.texts), chunk):
@@ -215,7 +223,7 @@ def predict_file(adapter: str, input_path: str | Path, output_path: str | Path, 
             for number, text, row in zip(found.rows[part], texts, predictor.predict(texts), strict=True):
                 row = {"row": number, "text": text, **row}
                 if writer:
-                    writer.writerow(csv_row(row))
+                    writer.writerow(predictor.rules.csv_row(row) if labelled else csv_row(row))
                 else:
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
             bar.update(len(texts))

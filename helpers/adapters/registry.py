@@ -25,6 +25,7 @@ from typing import Any
 from helpers.config import ConfigError
 from helpers.core.io import read_json
 from helpers.core.paths import display_path, experiments_dir, resolve
+from helpers.core.sqlite import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ FILE_NAME = "adapters.sqlite"
 SCHEMA_VERSION = 1
 # helpers/pipeline/study.py keeps there the runs a --force is replacing, or failed to replace
 SKIPPED_FOLDERS = (".replaced", ".failed-attempts")
-TOP_METRICS = ("accuracy", "f1", "precision", "recall")
+TOP_METRICS = ("accuracy", "f1", "precision", "recall", "micro_f1", "macro_f1", "mae", "r2")
 QUALITY_METRICS = ("ece", "ece_recalibrated", "conformal_coverage", "conformal_set_size", "decision_accuracy",
                    "parse_rate")
 SCALARS = ("id", "study", "model", "base_model", "method", "dataset", "label_type", "preset", "seed", "path",
@@ -52,7 +53,7 @@ class AdapterRecord:
     base_model: str  # the pretrained checkpoint it was fine-tuned from
     method: str  # head | generate
     dataset: str
-    label_type: str  # binary | multiclass (one label per text)
+    label_type: str  # binary | multiclass (one label per text) | multi | regression | instruction | sql
     labels: list[str]
     preset: str
     seed: int
@@ -77,6 +78,16 @@ def registry_file() -> Path:
     return experiments_dir() / FILE_NAME
 
 
+def label_type_of(results: dict, labels: list[str]) -> str:
+    """What the adapter answers: one of two or of several classes, a list of labels (multi), numbers
+    (regression), or a task's text (instruction, sql)."""
+    if results.get("task"):
+        return results["task"]
+    if results.get("label_type", "single") != "single":
+        return results["label_type"]
+    return "binary" if len(labels) == 2 else "multiclass"
+
+
 def adapter_id(run_dir: Path, study: str) -> str:
     """The run folder relative to the experiments folder; for a run kept elsewhere, study/dataset/run."""
     run_dir, root = Path(run_dir).resolve(), experiments_dir().resolve()
@@ -99,12 +110,12 @@ def record_from_results(run_dir: Path, results: dict[str, Any]) -> AdapterRecord
         base_model=model.get("hub_id") or f"{model.get('package')}:{model.get('file')}",
         method=model.get("method", "head"),
         dataset=params["dataset"]["id"],
-        label_type="binary" if len(labels) == 2 else "multiclass",
+        label_type=label_type_of(results, labels),
         labels=labels,
         preset=params["preset"]["name"],
         seed=int(params["seed"]),
         path=display_path(Path(run_dir)),
-        metrics={**{k: results.get(k) for k in TOP_METRICS},
+        metrics={**{k: results[k] for k in TOP_METRICS if k in results},
                  **{k: quality[k] for k in QUALITY_METRICS if k in quality}},
         data_fingerprint=results.get("data_fingerprint"),
         git_commit=git.get("commit"),
@@ -119,15 +130,8 @@ def _connect() -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=30)  # waits while another process writes
     try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            with db:
-                db.execute(SCHEMA)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif version != SCHEMA_VERSION:
-            raise ConfigError(f"{path} is an adapter registry of schema {version}, this code reads "
-                              f"{SCHEMA_VERSION}; delete the file and run `senticompare adapters scan` to rebuild "
-                              f"it from the run folders")
+        ensure_schema(db, SCHEMA, SCHEMA_VERSION, path, "an adapter registry",
+                      "delete the file and run `senticompare adapters scan` to rebuild it from the run folders")
     except sqlite3.DatabaseError as exc:
         db.close()
         raise ConfigError(f"{path} cannot be read as the adapter registry ({exc}); delete it and run "

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from helpers.metrics import lower_is_better
+from helpers.metrics import MAIN_METRIC, SECOND_METRIC, lower_is_better
 
 DEFAULT_WEIGHTS = {"accuracy": 0.3, "f1": 0.3, "throughput_samples_per_sec": 0.2, "latency_median_ms": 0.2}
+
+
+def default_weights(label_type: str = "single") -> dict[str, float]:
+    """The default weights with a label type's two headline metrics in place of accuracy and F1."""
+    first, second = MAIN_METRIC[label_type], SECOND_METRIC[label_type]
+    return {first: 0.3, second: 0.3, "throughput_samples_per_sec": 0.2, "latency_median_ms": 0.2}
 
 
 def normalize(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

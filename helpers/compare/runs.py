@@ -17,6 +17,7 @@ import pandas as pd
 from helpers import metrics
 from helpers.core.io import read_json
 from helpers.evaluate import calibration, selective, significance
+from helpers.labels import compare as label_compare
 
 GROUP_METRICS = ("accuracy", "f1", "ece")
 BASELINE_COLUMN = re.compile(r"^baseline_(?P<setting>\d+-shot)_(?P<metric>.+)$")  # e.g. baseline_0-shot_f1
@@ -32,6 +33,11 @@ def _derived_columns(quality: dict) -> dict:
         "p_vs_majority": (quality.get("vs_majority") or {}).get("p_value"),
         "accuracy_raw_argmax": (quality.get("raw_argmax") or {}).get("accuracy"),
         "f1_raw_argmax": (quality.get("raw_argmax") or {}).get("f1"),
+        # multi-label and regression runs (helpers/labels/): their CIs and trivial baselines
+        **{f"{key}_ci95": quality.get(f"{key}_ci95") for key in ("micro_f1", "macro_f1", "mae", "r2")},
+        "baseline_micro_f1": max((b.get("micro_f1", 0.0) for b in (quality.get("baselines") or {}).values()),
+                                 default=None) if quality.get("label_type") == "multi" else None,
+        "baseline_mae": ((quality.get("baselines") or {}).get("train_mean") or {}).get("mae"),
     }
 
 
@@ -66,6 +72,7 @@ def results_table(results: list[dict]) -> pd.DataFrame:
     for r in results:
         quality = r.get("quality", {})
         row = {"model": r["model_name"], "seed": r.get("seed"), "run": r.get("run", r["model_name"]),
+               "label_type": r.get("label_type", "single"),
                **{k: r.get(k) for k in top}, **_derived_columns(quality), **{k: quality.get(k) for k in quality_keys}}
         if row["selective_target_reached"] is not None:  # a share of seeds once averaged
             row["selective_target_reached"] = float(row["selective_target_reached"])
@@ -73,7 +80,7 @@ def results_table(results: list[dict]) -> pd.DataFrame:
         row.update(_group_columns(quality))
         row["data_fingerprint"] = r.get("data_fingerprint")
         rows.append(row)
-    fixed = [*RUN_COLUMNS, *top, *_derived_columns({}), *quality_keys, "data_fingerprint"]
+    fixed = [*RUN_COLUMNS, "label_type", *top, *_derived_columns({}), *quality_keys, "data_fingerprint"]
     extra = sorted({k for row in rows for k in row} - set(fixed))
     return pd.DataFrame(rows, columns=[*fixed, *extra])
 
@@ -92,15 +99,33 @@ def correctness(dataset_dir: Path, table: pd.DataFrame) -> dict[str, np.ndarray]
     return correct
 
 
-def pairwise_by_seed(dataset_dir: Path, table: pd.DataFrame) -> pd.DataFrame:
+def label_type_of(table: pd.DataFrame) -> str:
+    """The label type every run of a dataset shares (single for runs recorded before label types)."""
+    found = set(table["label_type"].fillna("single")) if "label_type" in table else {"single"}
+    if len(found) > 1:
+        raise ValueError(f"the runs of one dataset have different label types {sorted(found)}; compare them "
+                         f"in separate studies")
+    return found.pop() if found else "single"
+
+
+def pairwise_by_seed(dataset_dir: Path, table: pd.DataFrame, labels: list[str] | None = None) -> pd.DataFrame:
     """Exact McNemar (Holm-corrected) between the models of each seed: one seed's models share
-    the test split, different seeds do not."""
+    the test split, different seeds do not. Multi-label and regression runs: the paired bootstrap of
+    micro-F1 or MAE instead (helpers/labels/compare.py), given the runs' `labels`."""
+    label_type = label_type_of(table)
+    columns = significance.PAIRWISE_COLUMNS if label_type == "single" else label_compare.PAIRWISE_COLUMNS
     frames = []
     for seed, runs in table.groupby("seed", sort=True, dropna=False):
-        tests = significance.pairwise_mcnemar(correctness(dataset_dir, runs))
-        frames.append(tests.assign(seed=seed)[["seed", *significance.PAIRWISE_COLUMNS]])
+        if label_type == "single":
+            tests = significance.pairwise_mcnemar(correctness(dataset_dir, runs))
+        else:
+            if runs["data_fingerprint"].nunique() > 1:
+                raise ValueError("the runs were evaluated on different test splits (data fingerprints differ); "
+                                 "paired tests need the same dataset, preset and seed for every model")
+            tests = label_compare.pairwise(dataset_dir, runs, label_type, labels or [], seed=int(seed or 0))
+        frames.append(tests.assign(seed=seed)[["seed", *columns]])
     if not frames:
-        return pd.DataFrame(columns=["seed", *significance.PAIRWISE_COLUMNS])
+        return pd.DataFrame(columns=["seed", *columns])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -47,8 +47,10 @@ def compare_dataset(folder: str | Path, weights: dict[str, float] | None = None)
     results, failures = run_table.collect_runs(folder)
     runs = run_table.results_table(results)
     table = seeds.aggregate_seeds(runs) if len(runs) else runs
-    pairwise = run_table.pairwise_by_seed(folder, runs) if len(runs) else pd.DataFrame()
-    ranked = ranking.rank_models(table, weights or None) if len(table) else table
+    label_type = run_table.label_type_of(runs) if len(runs) else "single"
+    labels = results[0].get("quality", {}).get("labels") if results else None
+    pairwise = run_table.pairwise_by_seed(folder, runs, labels) if len(runs) else pd.DataFrame()
+    ranked = ranking.rank_models(table, weights or ranking.default_weights(label_type)) if len(table) else table
     if len(pairwise):
         ranked = ranking.mark_ties(ranked, pairwise)
     write_json(folder / "comparison.json", {"ranking": ranked.to_dict(orient="records"),

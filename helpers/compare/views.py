@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.compare.runs import BASELINE_COLUMN, GROUP_METRICS
-from helpers.metrics import GENERATION, METRICS, keys, metric
+from helpers.metrics import (BASELINE_METRIC, GENERATION, LABEL_TYPE_HEADLINE, MAIN_METRIC, METRICS, SECOND_METRIC,
+                             keys, metric)
 
 # The opening table's metric columns, in reading order; labels, units and rounding from the registry.
 SUMMARY_METRICS = ("latency_median_ms", "latency_p99_ms", "throughput_samples_per_sec", "peak_rss_mb")
@@ -16,11 +17,49 @@ def _number(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce").round(metric(column).digits)
 
 
+def ci(pair) -> str:
+    return f"[{pair[0]:.3f}, {pair[1]:.3f}]" if isinstance(pair, (list, tuple)) else ""
+
+
+def label_type(ranked: pd.DataFrame) -> str:
+    """The comparison's label type (single where the runs predate label types)."""
+    found = ranked["label_type"].dropna() if "label_type" in ranked else pd.Series(dtype=object)
+    return str(found.iloc[0]) if len(found) else "single"
+
+
+def headline_keys(table: pd.DataFrame) -> tuple[str, str]:
+    """The comparison's two headline metrics: accuracy and F1, or a label type's (micro- and macro-F1; MAE and R²)."""
+    kind = label_type(table)
+    return MAIN_METRIC[kind], SECOND_METRIC[kind]
+
+
+def _label_type_summary(ranked: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The opening table of a multi-label or regression comparison: its two headline metrics with
+    CIs, the trivial baseline, its other headline numbers, speed and cost."""
+    first, second, baseline = MAIN_METRIC[kind], SECOND_METRIC[kind], BASELINE_METRIC[kind]
+    view = pd.DataFrame({"rank": ranked["rank"], "model": ranked["model"], "score": ranked["score"].round(3)})
+    if "tied_with" in ranked:
+        view["not significantly different from"] = ranked["tied_with"]
+    for key in (first, second):
+        view[metric(key).title] = _number(ranked, key)
+        view[f"{metric(key).label} 95% CI"] = ranked[f"{key}_ci95"].map(ci)
+    view[metric(baseline).title] = _number(ranked, baseline)
+    for key in LABEL_TYPE_HEADLINE[kind]:
+        if key not in (first, second):
+            view[metric(key).title] = _number(ranked, key)
+    for key in SUMMARY_METRICS:
+        view[metric(key).title] = _number(ranked, key)
+    view["training (min)"] = (pd.to_numeric(ranked["training_time_hours"], errors="coerce") * 60).round(2)
+    view[metric("trainable_params").title] = _number(ranked, "trainable_params").astype("Int64")
+    return view.set_index("rank")
+
+
 def summary(ranked: pd.DataFrame) -> pd.DataFrame:
     """The report's opening table: rank, score, ties, quality with CIs next to the majority
-    baseline and the exact McNemar p against it, speed and cost, rounded for reading."""
-    def ci(pair) -> str:
-        return f"[{pair[0]:.3f}, {pair[1]:.3f}]" if isinstance(pair, (list, tuple)) else ""
+    baseline and the exact McNemar p against it, speed and cost, rounded for reading (a
+    multi-label or regression comparison: its own headline metrics)."""
+    if label_type(ranked) != "single":
+        return _label_type_summary(ranked, label_type(ranked))
 
     p_vs_majority = metric("p_vs_majority")
     view = pd.DataFrame({
@@ -100,7 +139,7 @@ def baseline_view(aggregated: pd.DataFrame) -> pd.DataFrame:
     settings = sorted({match["setting"] for match in map(BASELINE_COLUMN.match, aggregated.columns) if match},
                       key=lambda name: (len(name), name))
     columns = {}
-    for key in GROUP_METRICS:
+    for key in GROUP_METRICS if label_type(aggregated) == "single" else headline_keys(aggregated):
         label = metric(key).label
         columns.update({f"{label} {setting}": f"baseline_{setting}_{key}" for setting in settings})
         columns[f"{label} fine-tuned"] = key
@@ -128,9 +167,18 @@ PAIRWISE_LABELS = {"seed": "seed", "model_a": "model A", "model_b": "model B", "
                    "significant": "significant at 0.05"}
 
 
+BOOTSTRAP_LABELS = {**PAIRWISE_LABELS, "metric": "metric", "difference": "A - B",
+                    "difference_ci95": "A - B 95% CI", "p_value": "p (paired bootstrap)"}
+
+
 def pairwise_view(pairwise: pd.DataFrame) -> pd.DataFrame:
-    """The paired tests with readable column names, p to two significant digits."""
-    view = pairwise.rename(columns=PAIRWISE_LABELS)
-    for column in ("p (exact McNemar)", "p (Holm-corrected)"):
+    """The paired tests with readable column names, p to two significant digits (McNemar, or for a
+    multi-label or regression comparison the paired bootstrap of its main metric)."""
+    bootstrap = "metric" in pairwise
+    view = pairwise.rename(columns=BOOTSTRAP_LABELS if bootstrap else PAIRWISE_LABELS)
+    for column in ("p (paired bootstrap)" if bootstrap else "p (exact McNemar)", "p (Holm-corrected)"):
         view[column] = view[column].map(lambda p: float(f"{p:.2g}"))
+    if bootstrap:
+        view["A - B"] = view["A - B"].round(4)
+        view["A - B 95% CI"] = view["A - B 95% CI"].map(ci)
     return view.set_index("seed")

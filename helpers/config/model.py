@@ -8,7 +8,7 @@ from typing import Any
 
 from helpers.config.base import (ID_RULE, ConfigError, as_mapping, check, entry, is_id, load_registry, one_of,
                                  override, read_yaml)
-from helpers.config.preset import TrainConfig
+from helpers.config.preset import CONTEXT_MODES, TrainConfig
 from helpers.core.paths import PARAMS_DIR
 
 MODEL_SOURCES = {"hub", "gguf", "folder"}
@@ -32,7 +32,8 @@ class ModelSpec:
     train: dict[str, Any] = field(default_factory=dict)  # the model's own recipe over the preset's
     method: str = "head"  # head: a classification head; generate: it writes a JSON decision (decoders)
     chat_template: str | None = None  # a template of params/chat_templates.yaml, where the tokenizer has none
-    # A `<model>@<recipe>` variant's recipe (params/recipes.yaml): train keys over the study's overrides.
+    # A `<model>@<recipe>` variant's recipe (params/recipes.yaml): train keys over the study's overrides,
+    # and a preset's top-level context_mode (recipe_overrides).
     recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,21 +55,36 @@ class ModelSpec:
         if self.method == "generate" and self.family != "decoder":
             raise ConfigError("method 'generate' needs a decoder (a causal LM that writes its answer)")
         override(TrainConfig(), self.train, "train")  # the recipe's keys and values, checked now
-        override(TrainConfig(), self.recipe, "recipe")
+        _check_recipe(self.recipe, "recipe")
 
 
 RECIPES = PARAMS_DIR / "recipes.yaml"
 VARIANT = "@"  # <model>@<recipe>: a registry model trained with a recipe of params/recipes.yaml
+PRESET_KEYS = ("context_mode",)  # a recipe's keys that are the preset's own, not `train:` keys
+
+
+def recipe_overrides(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe as preset overrides: its train keys under `train:`, its PRESET_KEYS at the top."""
+    return {"train": {k: v for k, v in recipe.items() if k not in PRESET_KEYS},
+            **{k: v for k, v in recipe.items() if k in PRESET_KEYS}}
+
+
+def _check_recipe(recipe: dict[str, Any], where: str) -> None:
+    """A recipe's train keys as TrainConfig checks them; its context_mode one of CONTEXT_MODES."""
+    override(TrainConfig(), recipe_overrides(recipe)["train"], where)
+    mode = recipe.get("context_mode", "none")
+    if mode not in CONTEXT_MODES:
+        raise ConfigError(f"{where}: context_mode must be one of {sorted(CONTEXT_MODES)}, got {mode!r}")
 
 
 def load_recipes(path: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Every recipe of params/recipes.yaml: `train:` keys, checked now."""
+    """Every recipe of params/recipes.yaml: `train:` keys and a context_mode, checked now."""
     path = path or RECIPES
     recipes = as_mapping(read_yaml(path), str(path)) if path.is_file() else {}
     for name, keys in recipes.items():
         if not is_id(name):
             raise ConfigError(f"{path}: recipe name {name!r} must be {ID_RULE}")
-        override(TrainConfig(), keys, f"{path}: recipe {name!r}")
+        _check_recipe(as_mapping(keys, f"{path}: recipe {name!r}"), f"{path}: recipe {name!r}")
     return recipes
 
 

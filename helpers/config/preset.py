@@ -18,10 +18,15 @@ STRATEGIES = {"no", "steps", "epoch"}  # when to evaluate on validation / save a
 BEST_METRICS = {"f1", "accuracy", "loss"}  # on validation; f1 is macro F1
 TRACKERS = {"tensorboard", "mlflow"}
 TRUNCATION_SIDES = {"left", "right"}
+# Who speaks, in the model's input (helpers/data/context.py): none | token (a special token per
+# context value, trained) | description (a short prefix in words) | instruction (decoders: a line
+# before the text). Any mode but none needs the dataset's context_column.
+CONTEXT_MODES = {"none", "token", "description", "instruction"}
 DISTRIBUTED = {"none", "ddp"}  # ddp: 02_train under torchrun, one process per GPU or CPU share
 # temperature: confidences only, the argmax decision stays the model's; bias_temperature: per-class
 # biases too, so the decision threshold is fitted on validation as well (helpers/evaluate/calibration.py).
 RECALIBRATIONS = ("temperature", "bias_temperature")
+LABEL_THRESHOLDS = ("global", "per_label")
 DECODINGS = {"free", "json_schema"}  # how a generator's answer is decoded (GenerationConfig)
 MIN_MAX_LENGTH = 8
 
@@ -194,6 +199,9 @@ class EvaluationConfig:
     min_group_size: int = 10  # smaller groups are listed but not judged (worst group, gap)
     baseline_shots: list[int] = field(default_factory=lambda: [0])  # causal LMs before fine-tuning: k of k-shot
     recalibration: str = "bias_temperature"  # fitted on validation; one of RECALIBRATIONS
+    # Multi-label decisions (helpers/labels/): one threshold for every label, or one per label, fitted
+    # on validation. global won 7 of 8 headline numbers on GoEmotions (docs/labels.md#thresholds).
+    label_thresholds: str = "global"
 
     def __post_init__(self) -> None:
         check(self, [
@@ -205,6 +213,7 @@ class EvaluationConfig:
             ("baseline_shots", "a list of non-negative integers (k of each k-shot baseline)",
              lambda v: all(k >= 0 for k in v)),
             ("recalibration", *one_of(RECALIBRATIONS)),
+            ("label_thresholds", *one_of(LABEL_THRESHOLDS)),
             ("cost_matrix", "null or a square list of rows of non-negative numbers (true class x predicted class)",
              _square),
         ])
@@ -221,6 +230,7 @@ class Preset:
     train: TrainConfig = field(default_factory=TrainConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     truncation_side: str = "right"  # left: texts longer than max_length keep their end
+    context_mode: str = "none"  # none | token | description | instruction (CONTEXT_MODES)
     max_calibration: int | None = None  # held out for conformal prediction; None: as max_validation
     description: str = ""
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -233,7 +243,26 @@ class Preset:
               for name in ("max_train", "max_validation", "max_test", "max_calibration")),
             ("max_length", f"at least {MIN_MAX_LENGTH} tokens", _at_least(MIN_MAX_LENGTH)),
             ("truncation_side", *one_of(TRUNCATION_SIDES)),
+            ("context_mode", *one_of(CONTEXT_MODES)),
         ])
+
+
+def check_context_mode(mode: str, dataset: Any, model: Any) -> None:
+    """Where a context mode meets its dataset and model (a DatasetSpec and a ModelSpec): any mode but
+    none needs the dataset's context_column and a classification head (method head); instruction, a decoder."""
+    if mode == "none":
+        return
+    if getattr(dataset, "context_column", None) is None:
+        raise ConfigError(f"context_mode {mode!r} puts the dataset's context in the model's input, and dataset "
+                          f"{dataset.id!r} has no context_column: name one in params/datasets.yaml (e.g. "
+                          f"context_column: Reviewer_Location), or set context_mode: none for this dataset")
+    if mode == "instruction" and model.family != "decoder":
+        raise ConfigError(f"context_mode 'instruction' is for decoders (causal LMs), and {model.id!r} is an "
+                          f"{model.family}: use description or token for it")
+    if model.method != "head":
+        raise ConfigError(f"context_mode {mode!r} is built into the inputs of classification heads; {model.id!r} "
+                          f"answers by generation (method {model.method}), whose prompts do not carry the context "
+                          f"yet: set context_mode: none for it")
 
 
 def preset_path(name_or_path: str) -> Path:

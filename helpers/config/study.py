@@ -8,9 +8,9 @@ from typing import Any
 
 from helpers import metrics
 from helpers.config.base import ID_RULE, ConfigError, as_mapping, build, check, is_id, one_of, read_yaml, unique
-from helpers.config.dataset import DatasetSpec, load_datasets
-from helpers.config.model import get_model
-from helpers.config.preset import TRACKERS, apply_overrides, load_preset
+from helpers.config.dataset import HOLDOUT_COLUMNS, DatasetSpec, load_datasets
+from helpers.config.model import get_model, recipe_overrides
+from helpers.config.preset import TRACKERS, apply_overrides, check_context_mode, load_preset
 from helpers.core.paths import PARAMS_DIR, resolve
 from helpers.pipeline.executors import EXECUTORS
 
@@ -51,7 +51,9 @@ class Study:
     # Per dataset, over `overrides`: {<dataset id>: {train: {batch_size: 256}}}. One preset serves
     # data sets of very different sizes (SST-2's 67,349 sentences beside 2,500 reviews).
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    holdout: dict[str, Any] | None = None  # {dataset: <id>, groups: all | [<group>, ...]}
+    # Leave-one-group-out: {dataset: <id>, by: group | context (or the column's name; default group),
+    # groups: all | [<value>, ...], min_group_size: 50 (with all: smaller groups are not held out)}
+    holdout: dict[str, Any] | None = None
     benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
     tracking: list[str] = field(default_factory=list)  # tensorboard | mlflow, for every run (train.report_to)
     # How the runs execute (helpers/pipeline/executors.py): serial | local | ray; max_workers: runs
@@ -118,6 +120,7 @@ def load_study(path: str | Path) -> Study:
     for dataset in study.datasets:
         where = f"{path}: dataset_overrides.{dataset}" if dataset in study.dataset_overrides else f"{path}: overrides"
         apply_overrides(load_preset(study.preset), run_overrides(study, dataset), where)
+    _check_context_modes(study, datasets, path)
     return study
 
 
@@ -139,16 +142,59 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+HOLDOUT_KEYS = {"dataset", "by", "groups", "min_group_size"}
+MIN_GROUP_SIZE = 50  # holdout groups: all leaves smaller groups out of the held-out list (and says so)
+
+
+def holdout_column(by: Any, spec: DatasetSpec) -> str:
+    """The standardized column a holdout's `by` names (group | context): the key itself, its entry
+    key (group_column) or the column's name in the data (e.g. Reviewer_Location)."""
+    for column, key in HOLDOUT_COLUMNS.items():
+        if by in (column, key) or (getattr(spec, key) is not None and by == getattr(spec, key)):
+            if getattr(spec, key) is None:
+                raise ConfigError(f"holdout.by {by!r}: dataset {spec.id!r} has no {key}; name one in "
+                                  f"params/datasets.yaml, or hold out by one of {_held_columns(spec)}")
+            return column
+    raise ConfigError(f"holdout.by {by!r} is not a column dataset {spec.id!r} keeps; use one of "
+                      f"{_held_columns(spec)} (or the column's name)")
+
+
+def _held_columns(spec: DatasetSpec) -> list[str]:
+    return [column for column, key in HOLDOUT_COLUMNS.items() if getattr(spec, key) is not None]
+
+
 def _check_holdout(study: Study, datasets: dict[str, DatasetSpec], path: Path) -> None:
-    """holdout names one of the study's grouped datasets and `all` or a list of its groups."""
+    """holdout names one of the study's datasets, a column it keeps (`by`, default group), `all` or a
+    list of that column's values, and a positive min_group_size."""
     hold = as_mapping(study.holdout, f"{path}: holdout")
     groups = hold.get("groups", "all")
-    if set(hold) - {"dataset", "groups"} or not (
+    size = hold.get("min_group_size", MIN_GROUP_SIZE)
+    if set(hold) - HOLDOUT_KEYS or not (
             groups == "all" or (isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups))):
-        raise ConfigError(f"{path}: holdout must be {{dataset: <id>, groups: all | [<group>, ...]}} "
-                          f"(group names quoted as strings), got {hold}")
+        raise ConfigError(f"{path}: holdout must be {{dataset: <id>, by: group | context, groups: all | "
+                          f"[<group>, ...], min_group_size: <rows>}} (group names quoted as strings), got {hold}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(f"{path}: holdout.min_group_size must be a positive number of rows, got {size!r}")
     name = hold.get("dataset")
-    if name not in study.datasets or not datasets[name].group_column:
-        grouped = [d for d in study.datasets if datasets[d].group_column]
+    if name not in study.datasets or not _held_columns(datasets[name]):
+        grouped = [d for d in study.datasets if _held_columns(datasets[d])]
         raise ConfigError(f"{path}: holdout.dataset {name!r} must be one of the study's datasets with a "
-                          f"group_column: {grouped}")
+                          f"group_column or context_column: {grouped}")
+    try:
+        holdout_column(hold.get("by", "group"), datasets[name])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _check_context_modes(study: Study, datasets: dict[str, DatasetSpec], path: Path) -> None:
+    """Every model x dataset's context_mode (the preset's, the overrides', a recipe's) fits its dataset
+    and model, before anything runs (open_run checks it again per run)."""
+    for dataset in study.datasets:
+        preset = apply_overrides(load_preset(study.preset), run_overrides(study, dataset))
+        for name in study.models:
+            model = get_model(name)
+            try:
+                check_context_mode(apply_overrides(preset, recipe_overrides(model.recipe)).context_mode,
+                                   datasets[dataset], model)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {name} on {dataset}: {exc}") from None

@@ -20,7 +20,9 @@ def check_splits(splits: DatasetSplits, min_test_rows: int = MIN_TEST_ROWS) -> l
             raise DataError(f"dataset {splits.dataset!r}: the test split has {len(df)} row(s), fewer than the "
                             f"{min_test_rows} needed to judge a model; raise max_test in the preset or the study's "
                             f"overrides, or give the dataset more rows")
-        if df["label"].nunique() < 2:
+        if splits.label_type != "single":
+            findings.extend(_label_findings(splits, name, df))
+        elif df["label"].nunique() < 2:
             label = splits.labels[int(df["label"].iloc[0])]
             findings.append(Finding(
                 "error" if name == "train" else "warning", "single_class", name, len(df),
@@ -42,6 +44,25 @@ def check_splits(splits: DatasetSplits, min_test_rows: int = MIN_TEST_ROWS) -> l
     if errors:
         raise DataError(f"dataset {splits.dataset!r}: " + "; ".join(f.message for f in errors))
     return findings
+
+
+def _label_findings(splits: DatasetSplits, name: str, df) -> list[Finding]:
+    """A multi-label split without some label (an error in train: that label cannot be learnt), or a
+    regression target that does not vary (an error in train: nothing to learn)."""
+    if splits.label_type == "multi":
+        seen = {i for ids in df["label"] for i in ids}
+        missing = [label for i, label in enumerate(splits.labels) if i not in seen]
+        if not missing:
+            return []
+        level = "error" if name == "train" and len(missing) == len(splits.labels) else "warning"
+        return [Finding(level, "missing_labels", name, len(missing),
+                        f"labels with no text in {name}: {missing[:10]}; raise the preset's caps or group rare labels "
+                        f"with label_map")]
+    constant = [t for t, column in zip(splits.labels, zip(*df["label"]), strict=True) if len(set(column)) < 2]
+    if not constant:
+        return []
+    return [Finding("error" if name == "train" else "warning", "constant_target", name, len(df),
+                    f"targets {constant} do not vary in {name}: check label_column in params/datasets.yaml")]
 
 
 def long_texts(splits: DatasetSplits, max_length: int) -> list[Finding]:

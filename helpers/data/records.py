@@ -38,13 +38,41 @@ class DatasetSplits:
     fingerprint: str = ""
     cache_key: str = ""
     findings: list[Finding] = field(default_factory=list)
+    label_type: str = "single"  # single | multi | regression (helpers/labels/)
 
     def split(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
 
     def summary(self) -> pd.DataFrame:
-        """Rows and class balance per split: the top of the data card."""
-        return class_balance({name: self.split(name) for name in SPLITS}, self.labels)
+        """Rows and class balance per split (texts per label for multi-label data, each target's mean
+        for regression): the top of the data card."""
+        return label_summary({name: self.split(name) for name in SPLITS}, self.labels, self.label_type)
+
+
+def label_summary(frames: dict[str, pd.DataFrame], labels: list[str], label_type: str = "single") -> pd.DataFrame:
+    """Rows and, per split, texts per class (single), texts carrying each label (multi) or each
+    target's mean (regression)."""
+    summarize = {"multi": label_counts, "regression": target_means}.get(label_type, class_balance)
+    return summarize(frames, labels)
+
+
+def label_counts(frames: dict[str, pd.DataFrame], labels: list[str]) -> pd.DataFrame:
+    """Rows and texts carrying each label per split (a text may carry several, or none)."""
+    rows = []
+    for name, df in frames.items():
+        counts = pd.Series([i for ids in df["label"] for i in ids], dtype=int).value_counts()
+        rows.append({"split": name, "rows": len(df),
+                     **{label: int(counts.get(i, 0)) for i, label in enumerate(labels)}})
+    return pd.DataFrame(rows).set_index("split")
+
+
+def target_means(frames: dict[str, pd.DataFrame], labels: list[str]) -> pd.DataFrame:
+    """Rows and each regression target's mean per split."""
+    rows = []
+    for name, df in frames.items():
+        values = pd.DataFrame(df["label"].tolist(), columns=labels) if len(df) else pd.DataFrame(columns=labels)
+        rows.append({"split": name, "rows": len(df), **{f"mean {t}": float(values[t].mean()) for t in labels}})
+    return pd.DataFrame(rows).set_index("split")
 
 
 def class_balance(frames: dict[str, pd.DataFrame], labels: list[str]) -> pd.DataFrame:

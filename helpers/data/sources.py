@@ -1,7 +1,7 @@
 """Read a registered dataset from its source and standardize it.
 
 Every source ends as one DataFrame per split with the columns `text`, `label` (an integer
-class id into the entry's `labels`) and, when the entry names one, `group`. Those standardized
+class id into the entry's `labels`) and, when the entry names them, `group` and `context`. Those standardized
 frames are cached (helpers/data/cache.py); the seed-dependent splitting (helpers/data/splits.py)
 runs on every load.
 """
@@ -21,11 +21,14 @@ from helpers.core.paths import resolve
 from helpers.data import cache
 from helpers.data.files import SEPARATOR_NAMES, read_table
 from helpers.data.records import SPLITS, DataError, Finding
+from helpers.labels import targets
 
-AFTER_CACHE = {"description", "drop_leakage", "holdout_group"}
-# A `file` entry's format keys at their defaults stay out of the cache key, so every entry made before
-# them keeps its cache (a hub or Kaggle dataset cached once stays readable offline).
-FORMAT_DEFAULTS = {"header": "first_row", "sep": None, "encoding": None}
+AFTER_CACHE = {"description", "drop_leakage", "holdout_group", "holdout_by"}
+# Keys added to the entry since caches were first written stay out of the cache key at their
+# defaults, so every entry made before them keeps its cache (a hub or Kaggle dataset cached once
+# stays readable offline): a `file` entry's format keys, the label type, the context column.
+FORMAT_DEFAULTS = {"header": "first_row", "sep": None, "encoding": None, "label_type": "single",
+                   "context_column": None}
 HUB_HOST = ("huggingface.co", 443)
 KAGGLE_HOST = ("www.kaggle.com", 443)
 def mirror_dir(data_dir: str | None = None) -> Path | None:
@@ -147,11 +150,30 @@ def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
             "warning", "non_utf8", split, affected,
             f"the {split} file is not UTF-8; read as {encoding}, so the non-ASCII characters of these rows may be "
             f"wrong: re-save the file as UTF-8"))
-    out = pd.DataFrame({"text": text, "raw_label": df[spec.label_column]})
+    if spec.label_type == "single":
+        out = pd.DataFrame({"text": text, "raw_label": df[spec.label_column]})
+    else:  # a list of class ids, or k numbers, per row (helpers/labels/targets.py)
+        out = pd.DataFrame({"text": text, "label": targets.standardize(df, spec, split, findings)})
     if spec.group_column is not None:
         out["group"] = df[spec.group_column].astype(str)
+    if spec.context_column is not None:  # who speaks (helpers/data/context.py)
+        out["context"] = df[spec.context_column].astype(str)
     if spec.rationale_column is not None:  # a human rationale span (an empty one where the row has none)
         out["rationale"] = df[spec.rationale_column].fillna("").astype(str)
+    if spec.label_type == "single":
+        out = _class_ids(out, spec, split, findings)
+    text = out["text"].astype("string")
+    empty = text.isna() | (text.str.strip() == "")
+    if empty.any():
+        findings.append(Finding("warning", "empty_text", split, int(empty.sum()),
+                                "rows with empty or whitespace-only text were dropped"))
+    out = out.loc[~empty].assign(text=text[~empty].astype(str))
+    return out.reset_index(drop=True)
+
+
+def _class_ids(out: pd.DataFrame, spec: DatasetSpec, split: str, findings: list[Finding]) -> pd.DataFrame:
+    """A single-label entry's raw labels as class ids into its `labels` (label_map applied; a raw
+    value mapped to null drops its row)."""
     if out["raw_label"].isna().any():
         raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no "
                         f"label; fill in or remove those rows in the source file")
@@ -168,14 +190,7 @@ def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
             f"dataset {spec.id!r}, split {split!r}: {int(bad.sum())} labels outside {spec.labels}: {values}; "
             f"add them to 'label_map' in params/datasets.yaml"
         )
-    out["label"] = out["label"].astype(int)
-    text = out["text"].astype("string")
-    empty = text.isna() | (text.str.strip() == "")
-    if empty.any():
-        findings.append(Finding("warning", "empty_text", split, int(empty.sum()),
-                                "rows with empty or whitespace-only text were dropped"))
-    out = out.loc[~empty].assign(text=text[~empty].astype(str)).drop(columns="raw_label")
-    return out.reset_index(drop=True)
+    return out.assign(label=out["label"].astype(int)).drop(columns="raw_label")
 
 
 def _check_columns(df: pd.DataFrame, spec: DatasetSpec, split: str) -> None:
@@ -260,8 +275,18 @@ def load_standardized(spec: DatasetSpec, data_dir: str | None = None) -> Standar
     return Standardized(frames, origin.source, key, findings)
 
 
-def groups_of(frames: dict[str, pd.DataFrame]) -> list[str]:
-    return sorted(set().union(*(set(df["group"]) for df in frames.values() if "group" in df)))
+def groups_of(frames: dict[str, pd.DataFrame], column: str = "group") -> list[str]:
+    return sorted(set().union(*(set(df[column]) for df in frames.values() if column in df)))
+
+
+def value_counts(spec: DatasetSpec, column: str = "group", data_dir: str | None = None) -> pd.Series:
+    """Rows per value of a standardized column (`group`, `context`) across the source's splits,
+    largest first."""
+    frames = [df[column] for df in load_standardized(spec, data_dir).frames.values() if column in df]
+    if not frames:
+        raise DataError(f"dataset {spec.id!r} keeps no {column!r} column; name its {column}_column in "
+                        f"params/datasets.yaml")
+    return pd.concat(frames).value_counts()
 
 
 def group_values(spec: DatasetSpec, data_dir: str | None = None) -> list[str]:

@@ -6,21 +6,28 @@ calibration split conformal prediction needs); caps and balancing follow the pre
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from helpers.config import DatasetSpec, Preset
 from helpers.core.io import atomic_write_text, read_json, write_json
 from helpers.data.checks import MIN_TEST_ROWS, check_splits, long_texts
+from helpers.data.context import mark_known
 from helpers.data.records import SPLITS, DataError, DatasetSplits, Finding, empty_split
 from helpers.data.sources import groups_of, load_standardized
 from helpers.data.tasks import load_task_splits
+from helpers.labels.targets import is_listed
 
 
 def _strata(df: pd.DataFrame, n: int) -> pd.Series | None:
-    """The labels to stratify by, when every class has two rows and both parts can hold every class."""
+    """The labels to stratify by, when every class has two rows and both parts can hold every class
+    (a multi-label or regression split is drawn at random)."""
+    if is_listed(df):
+        return None
     counts = df["label"].value_counts()
     return df["label"] if counts.min() >= 2 and min(n, len(df) - n) >= len(counts) else None
 
@@ -63,18 +70,22 @@ def fingerprint(splits: DatasetSplits, columns: tuple[str, ...] = ("text", "labe
         if df.empty:
             continue
         digest.update(name.encode())
-        digest.update(pd.util.hash_pandas_object(df[[c for c in columns if c in df]], index=False).values.tobytes())
+        hashed = df[[c for c in columns if c in df]]
+        if "label" in hashed and is_listed(df):  # lists are not hashable: their JSON text is
+            hashed = hashed.assign(label=hashed["label"].map(lambda v: json.dumps(np.asarray(v).tolist())))
+        digest.update(pd.util.hash_pandas_object(hashed, index=False).values.tobytes())
     return digest.hexdigest()[:16]
 
 
 def _hold_out(frames: dict[str, pd.DataFrame], spec: DatasetSpec) -> dict[str, pd.DataFrame]:
-    """Leave one group out: every source row of the group is test, the other groups are train."""
-    groups = groups_of(frames)
+    """Leave one group out: every source row of the group (a value of the `holdout_by` column,
+    group or context) is test, the other groups are train."""
+    groups = groups_of(frames, spec.holdout_by)
     if spec.holdout_group not in groups:
-        raise DataError(f"dataset {spec.id!r}: cannot hold out group {spec.holdout_group!r}; "
-                        f"name one of {groups} (values of its group_column) in the study's holdout.groups")
+        raise DataError(f"dataset {spec.id!r}: cannot hold out {spec.holdout_by} {spec.holdout_group!r}; "
+                        f"name one of {groups} (values of its {spec.holdout_by}_column) in the study's holdout.groups")
     pool = pd.concat(frames.values(), ignore_index=True)
-    held = pool["group"] == spec.holdout_group
+    held = pool[spec.holdout_by] == spec.holdout_group
     return {"train": pool.loc[~held].reset_index(drop=True), "test": pool.loc[held].reset_index(drop=True)}
 
 
@@ -89,9 +100,11 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
     findings, frames, source = list(loaded.findings), loaded.frames, loaded.source
     if spec.holdout_group is not None:
         frames = _hold_out(frames, spec)
-        source = f"{source} holdout:{spec.holdout_group}"
+        by = "" if spec.holdout_by == "group" else f"{spec.holdout_by}:"  # a group's keeps its earlier fingerprint
+        source = f"{source} holdout:{by}{spec.holdout_group}"
+        column = getattr(spec, f"{spec.holdout_by}_column")
         findings.append(Finding("info", "holdout", "test", len(frames["test"]),
-                                f"rows of group {spec.holdout_group!r} ({spec.group_column}), the test split before "
+                                f"rows of {spec.holdout_by} {spec.holdout_group!r} ({column}), the test split before "
                                 f"the max_test cap; train, validation and calibration come from the other groups"))
     train = frames["train"]
     if "test" not in frames:
@@ -107,7 +120,10 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
         train, frames["validation"] = _carve(train, _carve_size(preset.max_validation, len(train)), seed)
     if "calibration" not in frames:
         train, frames["calibration"] = _carve(train, _carve_size(calibration_cap(preset), len(train)), seed)
-    if preset.balance:
+    if preset.balance and spec.label_type != "single":
+        findings.append(Finding("warning", "not_balanced", "train", len(train),
+                                f"balance is for single-label data; a {spec.label_type} train split is kept as drawn"))
+    elif preset.balance:
         train = _balance(train, seed)
     splits = DatasetSplits(
         dataset=spec.id,
@@ -118,6 +134,7 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
         test=test,
         source=source,
         cache_key=loaded.cache_key,
+        label_type=spec.label_type,
     )
     splits.findings = findings + check_splits(splits, min_test_rows) + long_texts(splits, preset.max_length)
     splits.fingerprint = fingerprint(splits)
@@ -128,7 +145,7 @@ def save_splits(splits: DatasetSplits, folder: Path) -> None:
     for name in SPLITS:
         atomic_write_text(folder / f"{name}.jsonl", splits.split(name).to_json(orient="records", lines=True, force_ascii=False))
     write_json(folder / "card.json", {
-        "dataset": splits.dataset, "labels": splits.labels, "source": splits.source,
+        "dataset": splits.dataset, "labels": splits.labels, "label_type": splits.label_type, "source": splits.source,
         "fingerprint": splits.fingerprint, "cache_key": splits.cache_key,
         "findings": [f.__dict__ for f in splits.findings],
     })
@@ -141,10 +158,12 @@ def read_splits(folder: Path) -> DatasetSplits:
     if not card_path.is_file():
         raise DataError(f"{folder} holds no saved splits; run notebooks/01_data first for this run_dir")
     card = read_json(card_path)
-    text_columns = {"text": str, "group": str, "rationale": str, "target": str, "schema": str}
+    text_columns = {"text": str, "group": str, "context": str, "rationale": str, "target": str, "schema": str}
     frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype=text_columns)
               if (folder / f"{name}.jsonl").is_file() else empty_split() for name in SPLITS}
+    mark_known(frames)  # the train split's context values, for context_mode token (helpers/data/context.py)
     return DatasetSplits(
         dataset=card["dataset"], labels=card["labels"], source=card["source"], fingerprint=card["fingerprint"],
-        cache_key=card.get("cache_key", ""), findings=[Finding(**f) for f in card["findings"]], **frames,
+        cache_key=card.get("cache_key", ""), findings=[Finding(**f) for f in card["findings"]],
+        label_type=card.get("label_type", "single"), **frames,
     )

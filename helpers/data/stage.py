@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from helpers.data.records import SPLITS, DatasetSplits
 from helpers.data.splits import load_splits, save_splits
@@ -40,3 +41,17 @@ def token_lengths(splits: DatasetSplits, tokenizer) -> dict[str, np.ndarray]:
     """Untruncated length of every text in the model's own tokens, per split."""
     return {name: np.array([len(ids) for ids in tokenizer(splits.split(name)["text"].tolist())["input_ids"]])
             for name in SPLITS}
+
+
+def example_rows(splits: DatasetSplits, per_class: int = 2, chars: int = 300) -> pd.DataFrame:
+    """Train rows to read: `per_class` of each class, or the first few of a multi-label (label names)
+    or regression (targets) dataset; texts cut at `chars`."""
+    train = splits.train
+    if splits.label_type == "single":
+        shown = train.groupby("label", group_keys=False).head(per_class)
+        labels = shown["label"].map(dict(enumerate(splits.labels)))
+    else:
+        shown = train.head(3 * per_class)
+        labels = shown["label"].map(lambda v: ", ".join(splits.labels[i] for i in v) if splits.label_type == "multi"
+                                    else list(np.asarray(v).tolist()))
+    return shown.assign(label=labels, text=shown["text"].str.slice(0, chars))

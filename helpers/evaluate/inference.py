@@ -19,11 +19,15 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+ACTIVATIONS = {"softmax": lambda x: torch.softmax(x, dim=-1), "sigmoid": torch.sigmoid, "none": lambda x: x}
+
+
 @torch.inference_mode()
 def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
-                  batch_size: int, max_length: int, device: str) -> np.ndarray:
+                  batch_size: int, max_length: int, device: str, activation: str = "softmax") -> np.ndarray:
     """Class probabilities (n_texts x n_labels) in the order of `texts`, on the CPU threads that
-    other processes leave free."""
+    other processes leave free; with `activation` "sigmoid" each label's own probability (a
+    multi-label head), with "none" the head's outputs as they are (a regression head)."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float64)
@@ -33,7 +37,7 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
             features = [{k: encoded[k][i] for k in encoded.keys()} for i in batch]
             inputs = tokenizer.pad(features, return_tensors="pt").to(device)
             logits = model(**inputs).logits.float()
-            probs[batch] = torch.softmax(logits, dim=-1).cpu().numpy()
+            probs[batch] = ACTIVATIONS[activation](logits).cpu().numpy()
             progress.report("predict", done, len(batches))
     return probs
 

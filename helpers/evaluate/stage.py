@@ -7,12 +7,14 @@ import pandas as pd
 
 from helpers import metrics
 from helpers.core.io import atomic_write_text
+from helpers.data.context import model_texts, token_values
 from helpers.data.records import DataError
 from helpers.data.splits import read_splits
 from helpers.evaluate import calibration, prompts, quality, significance, uncertainty
 from helpers.evaluate.inference import predict_proba
 from helpers.generate import stage as generation
 from helpers.generate import task_stage
+from helpers.labels import stage as label_stage
 from helpers.pipeline.run import Run
 from helpers.train import models
 
@@ -51,18 +53,22 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     A task dataset (instruction, sql) is scored on generated answers instead (helpers/generate/task_stage.py)."""
     if run.dataset.task != "classification":
         return task_stage.evaluate(run)
+    if run.dataset.label_type != "single":  # multi-label or regression (helpers/labels/stage.py)
+        return label_stage.evaluate(run)
     splits = read_splits(run.data_folder)
+    values = token_values(splits, run.preset.context_mode)  # context_mode token's tokens (helpers/data/context.py)
     model = models.load_finetuned(run.model, run.adapter_dir, splits.labels, run.precision,
-                                  run.preset.train.quantization)
+                                  run.preset.train.quantization, context_values=values)
     generating = run.model.method == "generate"
     if generating:  # the labels' probabilities where its JSON answer gives the decision
         tokenizer = generation.tokenizer_for(run)
         predict = generation.probability_predictor(run, model, tokenizer, splits.labels)
     else:
-        tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
+        tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side, values)
 
         def predict(df: pd.DataFrame) -> np.ndarray:
-            return predict_proba(model, tokenizer, df["text"].tolist(), run.preset.train.eval_batch_size,
+            return predict_proba(model, tokenizer, model_texts(df, run.preset.context_mode),
+                                 run.preset.train.eval_batch_size,
                                  run.preset.max_length, run.device)
 
     test, validation, held_out = splits.test, splits.validation, splits.calibration

@@ -15,8 +15,11 @@ import numpy as np
 import torch
 
 from helpers import config
+from helpers.metrics import LABEL_TYPE_HEADLINE
 from helpers.adapters.registry import register_finished
 from helpers.config import DatasetSpec, ModelSpec, Preset
+from helpers.config.model import recipe_overrides
+from helpers.config.preset import check_context_mode
 from helpers.core.device import Precision, detect_device, precision_for
 from helpers.core.environment import environment
 from helpers.core.io import read_json, write_json
@@ -80,23 +83,27 @@ def seed_everything(seed: int) -> None:
 
 def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
              overrides: dict | None = None, study: str = "scratch", device: str | None = None,
-             holdout_group: str | None = None) -> Run:
+             holdout_group: str | None = None, holdout_by: str = "group") -> Run:
     """Resolve a stage notebook's parameters into checked records and seed every RNG.
     Training settings: the preset's, then the model's own recipe, then the study's overrides, then
     a `<model>@<recipe>` variant's recipe (the thing the study compares, so it has the last word).
-    A holdout_group makes the run leave that group out of training and test on it alone."""
+    A holdout_group makes the run leave that group (a value of the `holdout_by` column: group, or
+    context) out of training and test on it alone. The resolved context_mode is checked against the
+    dataset and model here, where they first meet."""
     seed_everything(seed)
     spec = config.get_model(model)
     resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
     dataset_spec = config.get_dataset(dataset)
     if holdout_group is not None:
-        dataset_spec = dataclasses.replace(dataset_spec, holdout_group=holdout_group)
+        dataset_spec = dataclasses.replace(dataset_spec, holdout_group=holdout_group, holdout_by=holdout_by)
+    final = config.apply_overrides(config.apply_overrides(resolved, overrides or {}), recipe_overrides(spec.recipe),
+                                   f"recipe of {spec.id}")
+    check_context_mode(final.context_mode, dataset_spec, spec)
     return Run(
         study=study,
         model=spec,
         dataset=dataset_spec,
-        preset=config.apply_overrides(config.apply_overrides(resolved, overrides or {}), {"train": spec.recipe},
-                                      f"recipe of {spec.id}"),
+        preset=final,
         seed=seed,
         run_dir=resolve(run_dir),
         data_dir=data_dir,
@@ -137,6 +144,8 @@ def assemble_results(run: Run) -> dict[str, Any]:
         "seed": run.seed,
         **{k: evaluate[k] for k in ("accuracy", "f1", "precision", "recall") if k in evaluate},
         **{k: evaluate[k] for k in ("task", "accuracy_is") if k in evaluate},  # a task run: no F1, precision, recall
+        **{k: evaluate[k] for k in ("label_type", *LABEL_TYPE_HEADLINE.get(evaluate.get("label_type"), ()))
+           if k in evaluate},  # a multi-label or regression run: its headline metrics
         **{k: speed[k] for k in ("ttft_mean_ms", "latency_median_ms", "latency_p99_ms",
                                  "throughput_tokens_per_sec", "throughput_samples_per_sec",
                                  "memory_allocated_mb", "memory_reserved_mb", "peak_rss_mb")},

@@ -69,7 +69,8 @@ def study_dir(study: Study) -> Path:
     return experiments_dir() / study.name
 
 
-def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str | None = None) -> list[RunPlan]:
+def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str | None = None,
+                  holdout_by: str = "group") -> list[RunPlan]:
     """One run per model x seed in a dataset folder; a seed suffix only when the study has several."""
     plans = []
     for model in study.models:
@@ -82,6 +83,8 @@ def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str |
             }
             if holdout_group is not None:  # only then: earlier runs' params.yaml stay as they were
                 params["holdout_group"] = holdout_group
+                if holdout_by != "group":  # by: context (a study's by: group keeps its earlier params.yaml)
+                    params["holdout_by"] = holdout_by
             plans.append(RunPlan(model, dataset, seed, run_dir, params, holdout_group))
     return plans
 
@@ -92,7 +95,7 @@ def plan_runs(study: Study) -> list[RunPlan]:
     for group in holdout.groups(study):
         dataset = study.holdout["dataset"]
         folder = study_dir(study) / holdout.folder_name(dataset, group)
-        plans += _dataset_runs(study, dataset, folder, group)
+        plans += _dataset_runs(study, dataset, folder, group, holdout.column(study))
     return plans
 
 
@@ -174,7 +177,7 @@ def check_data(study: Study) -> None:
     specs = [config.get_dataset(name) for name in study.datasets]
     for group in holdout.groups(study):
         spec = config.get_dataset(study.holdout["dataset"])
-        specs.append(dataclasses.replace(spec, holdout_group=group))
+        specs.append(dataclasses.replace(spec, holdout_group=group, holdout_by=holdout.column(study)))
     for spec in specs:
         preset = config.apply_overrides(config.load_preset(study.preset), config.run_overrides(study, spec.id))
         for seed in study.seeds:

@@ -101,15 +101,32 @@ def training_curves(log_history: list[dict], best_step: int | None = None) -> Fi
 
 
 def data_card(splits, lengths: dict[str, np.ndarray], max_length: int) -> Figure:
-    """Class balance per split and the token-length distribution against the truncation limit."""
-    counts = pd.concat(
-        {name: splits.split(name)["label"].map(dict(enumerate(splits.labels))).value_counts() for name in lengths},
-        names=["split", "class"],
-    ).rename("rows").reset_index()
+    """Class balance per split (the share of texts carrying each label for multi-label data, the
+    first target's distribution for regression) and the token-length distribution against the
+    truncation limit."""
     long = pd.DataFrame([(name, n) for name, values in lengths.items() for n in values], columns=["split", "tokens"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    sns.barplot(data=counts, x="split", y="rows", hue="class", ax=left)
-    left.set_title("Class balance")
+    label_type = getattr(splits, "label_type", "single")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4 if label_type == "single" else 5))
+    if label_type == "regression":
+        values = pd.DataFrame([(name, v[0]) for name in lengths for v in splits.split(name)["label"]],
+                              columns=["split", splits.labels[0]])
+        sns.histplot(data=values, x=splits.labels[0], hue="split", stat="density", common_norm=False, discrete=True,
+                     multiple="dodge", ax=left)
+        left.set_title(f"Target {splits.labels[0]}")
+    elif label_type == "multi":
+        summary = splits.summary()
+        shares = summary.drop(columns="rows").div(summary["rows"], axis=0).T.rename_axis("label")
+        shares.plot.barh(ax=left, width=0.8)
+        left.invert_yaxis()
+        left.set_xlabel("share of texts")
+        left.set_title("Labels per split (a text may carry several)")
+    else:
+        counts = pd.concat(
+            {name: splits.split(name)["label"].map(dict(enumerate(splits.labels))).value_counts() for name in lengths},
+            names=["split", "class"],
+        ).rename("rows").reset_index()
+        sns.barplot(data=counts, x="split", y="rows", hue="class", ax=left)
+        left.set_title("Class balance")
     sns.histplot(data=long, x="tokens", hue="split", element="step", stat="density", common_norm=False, ax=right)
     right.axvline(max_length, color="red", linestyle="--")
     truncated = {name: float((values > max_length).mean()) for name, values in lengths.items()}

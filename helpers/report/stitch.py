@@ -152,9 +152,10 @@ def stitch(study: Study, study_dir: Path) -> nbformat.NotebookNode:
         compare = dataset_dir / "05_compare.ipynb"
         if compare.exists():
             body.extend(_cells(compare))
-        held_out = holdout.report_markdown(study_dir, dataset)
+        held_out = holdout.report_markdown(study_dir, dataset, study)
         if held_out:
-            body.append(section(2, f"Leave-one-group-out on {dataset}"))
+            by = "context" if held_out.startswith("## Leave-one-context-out") else "group"
+            body.append(section(2, f"Leave-one-{by}-out on {dataset}"))
             body.append(_markdown(held_out.split("\n", 1)[1]))  # its own heading is the section's
     body.append(section(1, "Appendix A: every run"))
     body.append(_markdown("Each run's data card, training curve, evaluation and speed details, as its stage "

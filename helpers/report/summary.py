@@ -19,7 +19,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from helpers.compare.runs import FAILED, UNFINISHED, stopped_where
 from helpers.config import Study
 from helpers.core.io import read_json
-from helpers.metrics import metric, title
+from helpers.compare import views
+from helpers.metrics import BASELINE_METRIC, MAIN_METRIC, SECOND_METRIC, lower_is_better, metric, title
 from helpers.report.plots import model_colors
 
 ALPHA = 0.05
@@ -72,6 +73,17 @@ def _pair_tests(pairwise: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     return pairwise[mask]
 
 
+def _judged(tests: pd.DataFrame, test: str) -> str:
+    """What the paired test between two models found: its p with one seed, how many seeds with several."""
+    if tests.empty:
+        return "no paired test was possible"
+    if len(tests) > 1:
+        return f"significant in {int(tests['significant'].sum())} of {len(tests)} seeds ({test}, Holm)"
+    row = tests.iloc[0]
+    return (f"{test} p = {_p(row['p_value'])}, Holm-corrected {_p(row['p_holm'])}: "
+            + ("a significant difference" if row["significant"] else f"not a significant difference at α = {ALPHA}"))
+
+
 def verdict(summary: DatasetSummary) -> str:
     """Three to four sentences: the most accurate model with its CI, its margin over the runner-up
     and whether McNemar tells them apart, its margin over the majority class, the fastest and the
@@ -79,34 +91,13 @@ def verdict(summary: DatasetSummary) -> str:
     ranking = summary.ranking
     if ranking.empty:
         return " ".join([f"No model finished on {summary.dataset}: nothing to compare.", *_failure_sentences(summary)])
-    by_accuracy = ranking.sort_values(["accuracy", "rank"], ascending=[False, True]).reset_index(drop=True)
-    best = by_accuracy.iloc[0]
-    examples = f" on {summary.test_examples} test examples" if summary.test_examples else ""
-    seeds = int(best.get("n_seeds", 1) or 1)
-    sentences = [f"On {summary.dataset}, {best['model']} is the most accurate: "
-                 f"{interval(best['accuracy'], best.get('accuracy_ci95'))}{examples}"
-                 + (f", mean of {seeds} seeds" if seeds > 1 else "") + "."]
-    if len(by_accuracy) > 1:
-        second = by_accuracy.iloc[1]
-        tests = _pair_tests(summary.pairwise, best["model"], second["model"])
-        margin = 100 * (best["accuracy"] - second["accuracy"])
-        if tests.empty:
-            judged = "no paired test was possible"
-        elif len(tests) == 1:
-            row = tests.iloc[0]
-            judged = (f"exact McNemar p = {_p(row['p_value'])}, Holm-corrected {_p(row['p_holm'])}: "
-                      + ("a significant difference" if row["significant"] else
-                         f"not a significant difference at α = {ALPHA}"))
-        else:
-            judged = f"significant in {int(tests['significant'].sum())} of {len(tests)} seeds (exact McNemar, Holm)"
-        lead = (f"It ties with {second['model']} on accuracy" if abs(margin) < 0.05 else
-                f"It is {margin:.1f} points ahead of {second['model']}")
-        sentences.append(f"{lead} ({interval(second['accuracy'], second.get('accuracy_ci95'))}); {judged}.")
-    if pd.notna(best.get("baseline_accuracy")) and pd.notna(best.get("p_vs_majority")):
-        significant = best["p_vs_majority"] < ALPHA
-        sentences.append(f"Always answering the majority class scores {best['baseline_accuracy']:.3f}; {best['model']} "
-                         + ("beats it significantly" if significant else "is not significantly better")
-                         + f" (exact McNemar p = {_p(best['p_vs_majority'])}).")
+    kind = views.label_type(ranking)
+    if kind != "single":
+        sentences, best = _label_type_verdict(summary, kind)
+    else:
+        by_accuracy = ranking.sort_values(["accuracy", "rank"], ascending=[False, True]).reset_index(drop=True)
+        best = by_accuracy.iloc[0]
+        sentences = _accuracy_sentences(summary, by_accuracy)
     speed = []
     if ranking["latency_median_ms"].notna().any():
         fastest = ranking.loc[ranking["latency_median_ms"].idxmin()]
@@ -122,6 +113,50 @@ def verdict(summary: DatasetSummary) -> str:
         sentences.append(text[0].upper() + text[1:] + ".")
     sentences += _failure_sentences(summary)
     return " ".join(sentences)
+
+
+def _accuracy_sentences(summary: DatasetSummary, by_accuracy: pd.DataFrame) -> list[str]:
+    """The most accurate model with its CI, its margin over the runner-up with McNemar, and its
+    margin over the majority class."""
+    best = by_accuracy.iloc[0]
+    examples = f" on {summary.test_examples} test examples" if summary.test_examples else ""
+    seeds = int(best.get("n_seeds", 1) or 1)
+    sentences = [f"On {summary.dataset}, {best['model']} is the most accurate: "
+                 f"{interval(best['accuracy'], best.get('accuracy_ci95'))}{examples}"
+                 + (f", mean of {seeds} seeds" if seeds > 1 else "") + "."]
+    if len(by_accuracy) > 1:
+        second = by_accuracy.iloc[1]
+        judged = _judged(_pair_tests(summary.pairwise, best["model"], second["model"]), "exact McNemar")
+        margin = 100 * (best["accuracy"] - second["accuracy"])
+        lead = (f"It ties with {second['model']} on accuracy" if abs(margin) < 0.05 else
+                f"It is {margin:.1f} points ahead of {second['model']}")
+        sentences.append(f"{lead} ({interval(second['accuracy'], second.get('accuracy_ci95'))}); {judged}.")
+    if pd.notna(best.get("baseline_accuracy")) and pd.notna(best.get("p_vs_majority")):
+        significant = best["p_vs_majority"] < ALPHA
+        sentences.append(f"Always answering the majority class scores {best['baseline_accuracy']:.3f}; {best['model']} "
+                         + ("beats it significantly" if significant else "is not significantly better")
+                         + f" (exact McNemar p = {_p(best['p_vs_majority'])}).")
+    return sentences
+
+
+def _label_type_verdict(summary: DatasetSummary, kind: str) -> tuple[list[str], pd.Series]:
+    """A multi-label or regression comparison: the best model by its main metric (micro-F1, MAE) with
+    its CI, its margin over the runner-up with the paired bootstrap, and the trivial baseline; and
+    the best model's row."""
+    key, baseline = MAIN_METRIC[kind], BASELINE_METRIC[kind]
+    label = metric(key).label
+    ranked = summary.ranking.sort_values([key, "rank"], ascending=[lower_is_better(key), True]).reset_index(drop=True)
+    best = ranked.iloc[0]
+    examples = f" on {summary.test_examples} test texts" if summary.test_examples else ""
+    sentences = [f"On {summary.dataset}, {best['model']} has the best {label}: "
+                 f"{interval(best[key], best.get(f'{key}_ci95'))}{examples}."]
+    if len(ranked) > 1:
+        second = ranked.iloc[1]
+        judged = _judged(_pair_tests(summary.pairwise, best["model"], second["model"]), "paired bootstrap")
+        sentences.append(f"Next is {second['model']} ({interval(second[key], second.get(f'{key}_ci95'))}); {judged}.")
+    if pd.notna(best.get(baseline)):
+        sentences.append(f"The better trivial baseline scores {best[baseline]:.3f} {label}.")
+    return sentences, best
 
 
 def _failure_sentences(summary: DatasetSummary) -> list[str]:
@@ -146,16 +181,19 @@ def ranking_table(summaries: list[DatasetSummary]) -> pd.DataFrame:
         ranking = found.ranking
         if ranking.empty:
             continue
-        columns = {
-            "dataset": found.dataset,
-            "rank": ranking["rank"],
-            "model": ranking["model"],
-            "score": ranking["score"].round(3),
-            "accuracy (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["accuracy"], ranking["accuracy_ci95"])],
-            "macro F1 (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["f1"], ranking["f1_ci95"])],
-            "p vs majority": ranking["p_vs_majority"].map(_p),
-            "not significantly different from": ranking.get("tied_with", pd.Series("", index=ranking.index)),
-        }
+        kind = views.label_type(ranking)
+        columns = {"dataset": found.dataset, "rank": ranking["rank"], "model": ranking["model"],
+                   "score": ranking["score"].round(3)}
+        if kind == "single":
+            columns.update({
+                "accuracy (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["accuracy"], ranking["accuracy_ci95"])],
+                "macro F1 (95 % CI)": [interval(v, ci) for v, ci in zip(ranking["f1"], ranking["f1_ci95"])],
+                "p vs majority": ranking["p_vs_majority"].map(_p)})
+        else:  # multi-label or regression: its two headline metrics
+            for key in (MAIN_METRIC[kind], SECOND_METRIC[kind]):
+                columns[f"{metric(key).label} (95 % CI)"] = [interval(v, ci) for v, ci in
+                                                             zip(ranking[key], ranking[f"{key}_ci95"])]
+        columns["not significantly different from"] = ranking.get("tied_with", pd.Series("", index=ranking.index))
         for key in ("latency_median_ms", "throughput_samples_per_sec"):
             columns[title(key)] = pd.to_numeric(ranking[key], errors="coerce").round(metric(key).digits)
         columns["training"] = pd.to_numeric(ranking["training_time_hours"], errors="coerce").map(
@@ -179,21 +217,24 @@ def headline_figure(summaries: list[DatasetSummary]) -> Figure | None:
     colors = model_colors(sorted({m for s in shown for m in s.ranking["model"]}))
     fig, axes = plt.subplots(1, len(shown), figsize=(5.0 * len(shown), 3.0), squeeze=False)
     for ax, summary in zip(axes.flat, shown):
+        kind = views.label_type(summary.ranking)
+        key, baseline_key = MAIN_METRIC[kind], BASELINE_METRIC[kind]
         for _, row in summary.ranking.iterrows():
-            ci = row.get("accuracy_ci95")
-            yerr = [[row["accuracy"] - ci[0]], [ci[1] - row["accuracy"]]] if isinstance(ci, list) else None
-            ax.errorbar(row["latency_median_ms"], row["accuracy"], yerr=yerr, fmt="o", capsize=4,
+            ci = row.get(f"{key}_ci95")
+            yerr = [[row[key] - ci[0]], [ci[1] - row[key]]] if isinstance(ci, list) else None
+            ax.errorbar(row["latency_median_ms"], row[key], yerr=yerr, fmt="o", capsize=4,
                         color=colors[row["model"]], label=row["model"])
-        baseline = summary.ranking["baseline_accuracy"].dropna()
+        baseline = summary.ranking[baseline_key].dropna() if baseline_key in summary.ranking else pd.Series()
         if len(baseline):
-            ax.axhline(float(baseline.iloc[0]), linestyle="--", color="grey", linewidth=1, label="majority class")
+            ax.axhline(float(baseline.iloc[0]), linestyle="--", color="grey", linewidth=1,
+                       label="majority class" if kind == "single" else "trivial baseline")
         if summary.ranking["latency_median_ms"].notna().all() and (summary.ranking["latency_median_ms"] > 0).all():
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{title('latency_median_ms')}, log scale")
-        ax.set_ylabel(f"{title('accuracy')} (95 % CI)")
+        ax.set_ylabel(f"{title(key)} (95 % CI)")
         ax.set_title(summary.dataset)
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

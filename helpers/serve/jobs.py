@@ -33,6 +33,7 @@ from helpers.adapters import registry
 from helpers.config import ConfigError
 from helpers.core.io import atomic_write_text
 from helpers.core.paths import PROJECT_ROOT, experiments_dir
+from helpers.core.sqlite import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +135,8 @@ class JobStore:
         self.path = path or serve_dir() / "jobs.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                with db:
-                    db.execute(SCHEMA)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise ConfigError(f"{self.path} is a job store of schema {version}, this code reads {SCHEMA_VERSION}; "
-                                  f"delete it (the jobs' run folders and logs stay)")
+            ensure_schema(db, SCHEMA, SCHEMA_VERSION, self.path, "a job store",
+                          "delete it (the jobs' run folders and logs stay)")
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from helpers.data.context import model_texts, token_values
 from helpers.data.splits import read_splits
 from helpers.generate import stage as generation
 from helpers.generate import task_stage
@@ -24,8 +25,10 @@ def measure_speed(run: Run) -> dict:
         record = generation.speed(run, model, generation.tokenizer_for(run), splits.test["text"].tolist(),
                                   splits.labels)
     else:
-        tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
-        record = timing.measure_inference(model, tokenizer, splits.test["text"].tolist(), run.preset.speed,
+        tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side,
+                                          token_values(splits, run.preset.context_mode))
+        record = timing.measure_inference(model, tokenizer, model_texts(splits.test, run.preset.context_mode),
+                                          run.preset.speed,
                                           run.preset.max_length, run.device)
     record["matmul_peak"] = dataclasses.asdict(flops.matmul_peak(run.device))  # how fast this host ran today
     run.write_stage("04_speed", record)

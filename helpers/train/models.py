@@ -19,12 +19,15 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from helpers.config import ModelSpec, TrainConfig
 from helpers.core.device import Precision
 from helpers.core.paths import cache_dir
+from helpers.data import context
 
 if TYPE_CHECKING:  # importing these at run time costs seconds in every notebook kernel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
+# The head's loss per dataset label_type other than single (transformers' `problem_type`).
+PROBLEM_TYPES = {"multi": "multi_label_classification", "regression": "regression"}
 # Kept in full precision under QLoRA: the new classification head and any LM head.
 HEAD_MODULES = ["score", "classifier", "lm_head"]
 
@@ -99,8 +102,10 @@ def _unavailable(spec: ModelSpec, exc: Exception) -> ModelError:
     )
 
 
-def load_tokenizer(spec: ModelSpec, truncation_side: str = "right") -> PreTrainedTokenizerBase:
-    """`truncation_side="left"` keeps the end of a long text (where reviews give their verdict)."""
+def load_tokenizer(spec: ModelSpec, truncation_side: str = "right",
+                   context_values: list[str] | None = None) -> PreTrainedTokenizerBase:
+    """`truncation_side="left"` keeps the end of a long text (where reviews give their verdict).
+    `context_values`: context_mode token's special tokens are added (helpers/data/context.py)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path(spec), trust_remote_code=False)
     except OSError as exc:
@@ -109,6 +114,8 @@ def load_tokenizer(spec: ModelSpec, truncation_side: str = "right") -> PreTraine
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     tokenizer.truncation_side = truncation_side
+    if context_values is not None:
+        context.add_tokens(tokenizer, context_values)
     return tokenizer
 
 
@@ -139,13 +146,18 @@ def usable_quantization(spec: ModelSpec, quantization: str, device: str) -> str:
 
 def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantization: str = "none",
               tokenizer: PreTrainedTokenizerBase | None = None,
-              verbalizer_ids: list[int] | None = None) -> PreTrainedModel:
+              verbalizer_ids: list[int] | None = None, label_type: str = "single",
+              context_values: list[str] | None = None) -> PreTrainedModel:
     """The pretrained body with a new classification head for `labels`, at zero; or, given a causal
-    LM's `verbalizer_ids`, its LM head restricted to those answer tokens (the zero-shot scorer)."""
+    LM's `verbalizer_ids`, its LM head restricted to those answer tokens (the zero-shot scorer). A
+    `label_type` multi head is trained with sigmoid + BCE, a regression head with MSE (one output
+    per target). `context_values`: context_mode token's tokens added to the tokenizer and the
+    embeddings, their rows marked for `add_lora` to train (helpers/data/context.py)."""
     tokenizer = tokenizer or load_tokenizer(spec)
     model, quantization = _pretrained(AutoModelForSequenceClassification, spec, precision, quantization,
                                       num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                      label2id={label: i for i, label in enumerate(labels)})
+                                      label2id={label: i for i, label in enumerate(labels)},
+                                      **({"problem_type": PROBLEM_TYPES[label_type]} if label_type != "single" else {}))
     model.config.pad_token_id = tokenizer.pad_token_id
     if spec.pooling == "mean":
         _mean_pooling(model, spec)
@@ -153,6 +165,8 @@ def load_base(spec: ModelSpec, labels: list[str], precision: Precision, quantiza
         _verbalizer_head(model, verbalizer_ids)
     else:
         _zero_head(model)
+    if context_values is not None:
+        context.add_context_tokens(model, tokenizer, context_values)
     if quantization == "none":
         model.to(precision.device)
     return model
@@ -276,8 +290,34 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> tor
         target_modules=list(spec.lora_targets),
         layers_to_transform=layers,
         modules_to_save=list(spec.modules_to_save) or None,
+        # context_mode token: the new tokens' embedding rows train too, saved with the adapter
+        trainable_token_indices=getattr(model, "context_token_ids", None),
     )
     return get_peft_model(model, config)
+
+
+CONTEXT_FILE = "context_tokens.json"  # beside an adapter: the context values its tokens stand for
+
+
+def save_context_tokens(model: torch.nn.Module, folder: Path) -> None:
+    """Beside a saved adapter (or whole model) with context tokens, the values they stand for, so
+    every later load (04_speed, predict, export, serve) re-adds them as 02_train did."""
+    values = getattr(model, "context_values", None)
+    if values is not None:
+        (Path(folder) / CONTEXT_FILE).write_text(json.dumps({"values": values}, ensure_ascii=False))
+
+
+def saved_context_values(folder: Path) -> list[str] | None:
+    path = Path(folder) / CONTEXT_FILE
+    return json.loads(path.read_text())["values"] if path.is_file() else None
+
+
+def save_options(model: torch.nn.Module) -> dict:
+    """save_pretrained's options: with context tokens, a LoRA adapter keeps only their trained rows
+    (peft would save the whole resized embedding matrix); the base's rows are re-made at load."""
+    if hasattr(model, "peft_config") and getattr(model, "context_token_ids", None):
+        return {"save_embedding_layers": False}
+    return {}
 
 
 def is_full_model(adapter_dir: Path) -> bool:
@@ -286,17 +326,22 @@ def is_full_model(adapter_dir: Path) -> bool:
 
 
 def load_finetuned(spec: ModelSpec, adapter_dir: Path, labels: list[str], precision: Precision,
-                   quantization: str = "none") -> PreTrainedModel:
+                   quantization: str = "none", label_type: str = "single",
+                   context_values: list[str] | None = None) -> PreTrainedModel:
     """Base + trained adapter, ready for inference; LoRA is merged where the base is not quantized.
-    A fully fine-tuned run's folder holds the whole model, loaded as it was saved."""
+    A fully fine-tuned run's folder holds the whole model, loaded as it was saved. `context_values`
+    (context_mode token): the same tokens re-added, in the same order, before the adapter loads."""
     from peft import PeftModel
 
     if is_full_model(adapter_dir):
         return _load_full(spec, Path(adapter_dir), precision).eval()
     if not (Path(adapter_dir) / "adapter_model.safetensors").is_file():
         raise ModelError(f"no trained adapter in {adapter_dir}; run notebooks/02_train for this run_dir first")
+    if context_values is None:
+        context_values = saved_context_values(adapter_dir)
     base = (load_causal_lm(spec, precision, quantization) if spec.method == "generate"
-            else load_base(spec, labels, precision, quantization))
+            else load_base(spec, labels, precision, quantization, label_type=label_type,
+                           context_values=context_values))
     model = PeftModel.from_pretrained(base, adapter_dir)
     if not getattr(base, "is_quantized", False):
         model = model.merge_and_unload()

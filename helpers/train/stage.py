@@ -8,9 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from helpers.data.context import token_values
 from helpers.data.splits import read_splits
 from helpers.generate import stage as generation
 from helpers.generate import task_stage
+from helpers.labels import stage as label_stage
 from helpers.pipeline.run import Run
 from helpers.speed.timing import machine_load, peak_rss_mb
 from helpers.train import distributed, models, trainer
@@ -30,13 +32,17 @@ def train_model(run: Run) -> dict:
     def fit(output_dir: Path):
         if run.dataset.task != "classification":  # it learns to write the answers (helpers/generate/task_stage.py)
             return task_stage.train(run, splits, validation, output_dir)
+        if run.dataset.label_type != "single":  # a multi-label or regression head (helpers/labels/)
+            return label_stage.train(run, splits, validation, output_dir)
         if run.model.method == "generate":  # it learns to write the JSON answer (helpers/generate/)
             return generation.train(run, splits, validation, output_dir)
         tokenizer = models.load_tokenizer(run.model, run.preset.truncation_side)
         model = models.adapt(models.load_base(run.model, splits.labels, run.precision, cfg.quantization,
-                                              tokenizer), run.model, cfg)
+                                              tokenizer, context_values=token_values(splits, run.preset.context_mode)),
+                             run.model, cfg)
         return model, trainer.train(model, tokenizer, splits.train, cfg, run.precision, run.preset.max_length,
-                                    run.seed, output_dir, validation, run.tensorboard_dir)
+                                    run.seed, output_dir, validation, run.tensorboard_dir,
+                                    context_mode=run.preset.context_mode)
 
     if cfg.save_strategy != "no":  # checkpoints stay in the run folder: a killed training resumes from them
         model, result = fit(run.checkpoint_dir)
@@ -70,7 +76,8 @@ def save_adapter(model, adapter_dir: Path) -> Path:
     of one (an earlier adapter is replaced only once the new one is complete)."""
     tmp = adapter_dir.with_name(".adapter.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, **models.save_options(model))
+    models.save_context_tokens(model, tmp)  # context_mode token: the values its new tokens stand for
     shutil.rmtree(adapter_dir, ignore_errors=True)
     os.replace(tmp, adapter_dir)
     return adapter_dir

@@ -29,6 +29,7 @@ from helpers.config import TrainConfig
 from helpers.core import progress
 from helpers.core.device import Precision, synchronize
 from helpers.core.threads import free_core_threads
+from helpers.data.context import model_texts
 from helpers.train import distributed
 from helpers.train.dropout import use_numpy_dropout
 
@@ -139,8 +140,10 @@ def freeze_in_compute_dtype(model: torch.nn.Module, precision: Precision) -> int
     return cast
 
 
-def tokenize(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> datasets.Dataset:
-    encoded = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
+def tokenize(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int,
+             context_mode: str = "none") -> datasets.Dataset:
+    """The model's inputs: each row's text under the context mode (helpers/data/context.py), tokenized."""
+    encoded = tokenizer(model_texts(df, context_mode), truncation=True, max_length=max_length)
     return datasets.Dataset.from_dict({**encoded, "labels": df["label"].tolist()})
 
 
@@ -161,16 +164,16 @@ def last_checkpoint(output_dir: Path) -> Path | None:
 def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: pd.DataFrame,
           cfg: TrainConfig, precision: Precision, max_length: int,
           seed: int, output_dir: Path, validation_df: pd.DataFrame | None = None,
-          logging_dir: Path | None = None) -> TrainResult:
-    """Fine-tune in place. With `cfg.eval_strategy` the validation split is scored while training
-    (loss, accuracy, macro F1); with `cfg.save_strategy` checkpoints go to `output_dir`, and a
-    training that finds one there (it was killed) resumes from it: same seed, same batch order, so
-    it ends where an uninterrupted one would."""
+          logging_dir: Path | None = None, context_mode: str = "none") -> TrainResult:
+    """Fine-tune in place (each text read under `context_mode`, helpers/data/context.py). With
+    `cfg.eval_strategy` the validation split is scored while training (loss, accuracy, macro F1);
+    with `cfg.save_strategy` checkpoints go to `output_dir`, and a training that finds one there (it
+    was killed) resumes from it: same seed, same batch order, so it ends where an uninterrupted one would."""
     evaluating = cfg.eval_strategy != "no"
     if evaluating and (validation_df is None or validation_df.empty):
         raise ValueError("eval_strategy needs a validation split to evaluate on")
-    return fit(model, tokenize(train_df, tokenizer, max_length),
-               tokenize(validation_df, tokenizer, max_length) if evaluating else None,
+    return fit(model, tokenize(train_df, tokenizer, max_length, context_mode),
+               tokenize(validation_df, tokenizer, max_length, context_mode) if evaluating else None,
                DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
                cfg, precision, seed, output_dir, logging_dir, validation_metrics)
 
