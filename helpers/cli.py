@@ -136,6 +136,22 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from helpers.adapters.evaluate import evaluate_adapter, parse_label_map, summary_table
+
+    if not args.verbose:  # as predict: the base model's load report lists the head the adapter brings
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    result = evaluate_adapter(args.adapter, args.dataset, preset=args.preset, split=args.split,
+                              label_map=parse_label_map(args.label_map), max_examples=args.max_examples,
+                              seed=args.seed)
+    print(summary_table(result))
+    print(f"written: {result['output']}")
+    return 0
+
+
 def _merge(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -166,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
     from helpers import config
-    from helpers.data.records import class_balance
+    from helpers.data.records import label_summary
     from helpers.data.sources import load_standardized
     from helpers.data.splits import load_splits
 
@@ -175,7 +191,7 @@ def _data(args: argparse.Namespace) -> int:
     source = load_standardized(spec, args.data_dir)  # what load_splits read, now from the data cache
     print(f"{splits.dataset}: {splits.source}  fingerprint {splits.fingerprint}  cache {splits.cache_key}")
     print(f"\nthe source, before the {args.preset} preset's caps (splits it lacks are carved from train):")
-    print(class_balance(source.frames, spec.labels).to_string())
+    print(label_summary(source.frames, spec.labels, spec.label_type).to_string())
     print(f"\nthe splits of the {args.preset} preset, seed {args.seed}:")
     print(splits.summary().to_string())
     for f in splits.findings:
@@ -321,6 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True, help="predictions.jsonl | .csv (written whole at the end)")
     predict.add_argument("--column", default="text", help="the text's column or field (default: text)")
     predict.set_defaults(func=_predict)
+    evaluate = sub.add_parser(
+        "evaluate", help="score a registered adapter on a labelled dataset (e.g. one it was not trained on)",
+        description="Loads the dataset's split through the study's own data code, decides its texts with the "
+                    "adapter's own rules (recalibration, conformal sets), maps the dataset's label names onto the "
+                    "adapter's, and prints accuracy and macro F1 with 95 %% bootstrap CIs, the majority class, "
+                    "conformal coverage and the confusion matrix; writes them to "
+                    "experiments/evaluations/<adapter>__on__<dataset>.json. Single-label heads only. "
+                    "Details: docs/adapters.md.")
+    evaluate.add_argument("--adapter", required=True, help="a registered adapter's id (senticompare adapters list)")
+    evaluate.add_argument("--dataset", required=True, help="a dataset id from params/datasets.yaml")
+    evaluate.add_argument("--preset", default=None,
+                          help="preset whose caps draw the split (default: the adapter run's own, with its overrides)")
+    evaluate.add_argument("--split", default="test", choices=["test", "validation"])
+    evaluate.add_argument("--label-map", action="append", default=[], metavar="DATASET_LABEL=ADAPTER_LABEL",
+                          help="map a dataset label onto an adapter label, e.g. great=positive (repeat per label; "
+                               "default: the same name)")
+    evaluate.add_argument("--max-examples", type=int, default=None, help="a stratified sample of the split")
+    evaluate.add_argument("--seed", type=int, default=1337, help="the splits' seed (default: 1337)")
+    evaluate.set_defaults(func=_evaluate)
     merge = sub.add_parser(
         "merge", help="merge registered adapters of one base model and label set with weights into a new adapter",
         description="Combines the adapters' LoRA weights with peft's add_weighted_adapter and their classification "

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from helpers import config
 from helpers.adapters import registry
+from helpers.adapters.evaluate import evaluate_adapter
 from helpers.adapters.merge import WeightedAdapter, plan_merge
 from helpers.config import ConfigError
 from helpers.core.paths import PARAMS_DIR, reports_dir
@@ -165,6 +166,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         """Generative adapters only: each one's written answer per text, what it parses to, and its
         recalibrated probabilities."""
         return _predictions(predictors, request, generating_only=True)
+
+    @app.post("/evaluate", response_model=schemas.EvaluateResponse, tags=["adapters"])
+    def evaluate(request: schemas.EvaluateRequest) -> schemas.EvaluateResponse:
+        """A single-label head scored on a registered dataset's split (up to 2,000 texts, in the
+        request): accuracy and macro F1 with 95 % CIs, the majority class, conformal coverage, the
+        confusion matrix, as `senticompare evaluate` (also written to experiments/evaluations/)."""
+        result = evaluate_adapter(request.adapter, request.dataset, preset=request.preset, split=request.split,
+                                  label_map=request.label_map, max_examples=request.max_examples, seed=request.seed,
+                                  predict=lambda texts: predictors.predict(request.adapter, texts)[1])
+        return schemas.EvaluateResponse(**result)
 
     @app.post("/merge", response_model=schemas.Job, status_code=202, tags=["jobs"])
     def merge(request: schemas.MergeRequest) -> schemas.Job:

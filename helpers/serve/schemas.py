@@ -157,3 +157,60 @@ class Report(BaseModel):
     study: str
     modified: str
     url: str
+
+
+MAX_EVALUATE_EXAMPLES = 2_000  # /evaluate runs in the request (helpers/adapters/evaluate.py MAX_API_EXAMPLES)
+LabelName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class EvaluateRequest(Strict):
+    """A registered single-label head scored on a registered dataset's split (docs/adapters.md,
+    "Evaluate an adapter on another dataset"). `label_map`: dataset label -> adapter label (default:
+    the same name); `preset` null: the adapter run's own; at most `max_examples` texts (a stratified
+    sample of the split where it is larger)."""
+    adapter: AdapterId
+    dataset: Name
+    preset: Name | None = None
+    split: Literal["test", "validation"] = "test"
+    label_map: dict[LabelName, LabelName] = Field(default_factory=dict, max_length=256)
+    max_examples: int = Field(default=MAX_EVALUATE_EXAMPLES, ge=1, le=MAX_EVALUATE_EXAMPLES)
+    seed: int = 1337
+
+
+class MajorityBaseline(BaseModel):
+    label: str  # the adapter label the train split's most frequent class maps to
+    accuracy: float
+    f1: float
+
+
+class EvaluateResponse(BaseModel):
+    """What `senticompare evaluate` writes to experiments/evaluations/ (`output`)."""
+    adapter: str
+    adapter_dataset: str
+    adapter_labels: list[str]
+    dataset: str
+    dataset_labels: list[str]
+    dataset_fingerprint: str
+    split: str
+    preset: str
+    seed: int
+    label_map: dict[str, str]
+    examples: int
+    split_examples: int
+    accuracy: float
+    f1: float
+    precision: float
+    recall: float
+    accuracy_ci95: list[float]
+    f1_ci95: list[float]
+    baseline_majority: MajorityBaseline
+    confusion_labels: list[str]
+    confusion_matrix: list[list[int]]  # rows: true, columns: predicted, in confusion_labels' order
+    conformal_alpha: float
+    conformal_coverage: float
+    conformal_set_size: float
+    abstain_share: float
+    adapter_test_accuracy: float | None
+    note: str | None
+    created: str
+    output: str
