@@ -36,7 +36,7 @@ from helpers.adapters.predict import DecisionRules, load_predictor
 from helpers.config import ConfigError
 from helpers.core.io import write_json
 from helpers.core.paths import display_path, experiments_dir
-from helpers.data.splits import _sample, load_splits
+from helpers.data.splits import load_splits, sample
 from helpers.evaluate import quality, significance
 from helpers.pipeline.run import reopen_run
 
@@ -148,7 +148,7 @@ def evaluate_adapter(adapter: str, dataset: str, preset: str | None = None, spli
     if frame.empty:
         raise ConfigError(f"dataset {spec.id!r} has no {split} rows under preset {chosen.name!r}; try --split test")
     if max_examples is not None:
-        frame = _sample(frame, max_examples, seed)
+        frame = sample(frame, max_examples, seed)
 
     to_adapter = np.array([adapter_labels.index(mapping[label]) for label in splits.labels])
     y_true = to_adapter[frame["label"].to_numpy(dtype=int)]

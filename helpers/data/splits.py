@@ -32,7 +32,7 @@ def _strata(df: pd.DataFrame, n: int) -> pd.Series | None:
     return df["label"] if counts.min() >= 2 and min(n, len(df) - n) >= len(counts) else None
 
 
-def _sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+def sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """A stratified subsample of n rows (all rows when n is None or larger)."""
     if n is None or len(df) <= n:
         return df.reset_index(drop=True)
@@ -109,7 +109,7 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
     train = frames["train"]
     if "test" not in frames:
         train, frames["test"] = _carve(train, max(1, round(0.2 * len(train))), seed)
-    test = _sample(frames["test"], preset.max_test, seed)
+    test = sample(frames["test"], preset.max_test, seed)
     if spec.drop_leakage:
         leaked = train["text"].isin(set(test["text"]))
         if leaked.any():
@@ -128,9 +128,9 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
     splits = DatasetSplits(
         dataset=spec.id,
         labels=list(spec.labels),
-        train=_sample(train, preset.max_train, seed),
-        validation=_sample(frames["validation"], preset.max_validation, seed),
-        calibration=_sample(frames["calibration"], calibration_cap(preset), seed),
+        train=sample(train, preset.max_train, seed),
+        validation=sample(frames["validation"], preset.max_validation, seed),
+        calibration=sample(frames["calibration"], calibration_cap(preset), seed),
         test=test,
         source=source,
         cache_key=loaded.cache_key,
