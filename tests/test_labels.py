@@ -257,3 +257,17 @@ def test_the_probe_start_recovers_a_linear_regression_and_skips_a_label_without_
     probe.fit_head(model, x, labels, "multi", seed=0)
     assert model.classifier.weight[0, 0] > 1 and float(model.classifier.weight[1].abs().sum()) == 0
     assert float(model.classifier.bias[1]) < -5
+
+
+def test_the_apis_prediction_schema_takes_multi_label_and_regression_rows():
+    """POST /predict returns what LabelRules.decide gives for a multi-label or regression adapter."""
+    from helpers.labels.rules import LabelRules
+    from helpers.serve.schemas import Prediction
+
+    multi = LabelRules("multi", ["joy", "anger"], thresholds=np.array([0.5, 0.3]), set_q_hat=0.8)
+    row = Prediction(**multi.decide(np.array([[0.6, 0.1]]))[0])
+    assert row.labels == ["joy"] and row.label_set == ["joy"] and row.label is None
+    regression = LabelRules("regression", ["rating"], mean=np.array([4.0]), std=np.array([1.0]),
+                            interval_q_hat=np.array([0.5]))
+    row = Prediction(**regression.decide(np.array([[0.5]]))[0])
+    assert row.prediction == {"rating": 4.5} and row.interval == {"rating": [4.0, 5.0]}

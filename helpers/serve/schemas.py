@@ -59,14 +59,22 @@ class Generated(BaseModel):
 
 
 class Prediction(BaseModel):
-    """One text's decision by one adapter (docs/adapters.md, "Batch prediction")."""
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-    conformal_set: list[str]
-    abstain: bool
-    confident: bool
+    """One text's decision by one adapter (docs/adapters.md, "Batch prediction"): a single-label
+    head's label with its probabilities, conformal set and abstention; a multi-label head's labels,
+    scores and label set; a regression head's prediction and interval per target
+    (helpers/labels/rules.py). Each fills its own fields; the others stay null."""
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    conformal_set: list[str] | None = None
+    abstain: bool | None = None
+    confident: bool | None = None
     generated: Generated | None = None
+    labels: list[str] | None = None  # multi-label: those at or above their thresholds
+    scores: dict[str, float] | None = None
+    label_set: list[str] | None = None
+    prediction: dict[str, float] | None = None  # regression, in the targets' units
+    interval: dict[str, list[float]] | None = None
 
 
 class AdapterPredictions(BaseModel):
