@@ -26,6 +26,7 @@ overrides = {}
 study = "scratch"
 holdout_group = None
 holdout_by = "group"
+adapter = None
 
 # %%
 import pandas as pd
@@ -38,7 +39,7 @@ from helpers.report import plots
 from helpers.report.escape import md
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
-               holdout_by=holdout_by)
+               holdout_by=holdout_by, adapter=adapter)
 splits, lengths = prepare_data(run)
 classifying = run.dataset.task == "classification"
 display(Markdown(f"**{md(splits.dataset)}** from {md(splits.source)} · fingerprint {md(splits.fingerprint)} · "

@@ -12,7 +12,9 @@
 # %% [markdown]
 # # 02 · Train
 # LoRA (or QLoRA, 4-bit NF4) fine-tuning of the model's classification head and adapters on
-# the saved train split. The adapter is saved as safetensors in the run folder.
+# the saved train split. The adapter is saved as safetensors in the run folder. A registered
+# adapter a study uses as trained (its `adapters:`) is copied in instead, with its own training
+# record (a merged adapter's: no steps).
 
 # %% tags=["parameters"]
 model = "smollm2-135m"
@@ -25,6 +27,7 @@ overrides = {}
 study = "scratch"
 holdout_group = None
 holdout_by = "group"
+adapter = None
 
 # %%
 import pandas as pd
@@ -34,7 +37,7 @@ from helpers.report import plots
 from helpers.train.stage import train_model
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
-               holdout_by=holdout_by)
+               holdout_by=holdout_by, adapter=adapter)
 record = train_model(run)
 pd.Series({k: record[k] for k in ("training_time_s", "steps", "epochs", "train_samples", "train_tokens",
                                   "train_tokens_per_sec", "trainable_params",

@@ -32,6 +32,7 @@ overrides = {}
 study = "scratch"
 holdout_group = None
 holdout_by = "group"
+adapter = None
 
 # %%
 import pandas as pd
@@ -45,7 +46,7 @@ from helpers.report import plots
 from helpers.report.escape import md
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
-               holdout_by=holdout_by)
+               holdout_by=holdout_by, adapter=adapter)
 record, predictions = evaluate_model(run)
 classifying = run.dataset.task == "classification" and run.dataset.label_type == "single"
 labelled = run.dataset.label_type != "single"  # multi-label or regression (helpers/labels/)

@@ -26,6 +26,7 @@ overrides = {}
 study = "scratch"
 holdout_group = None
 holdout_by = "group"
+adapter = None
 
 # %%
 import pandas as pd
@@ -34,7 +35,7 @@ from helpers.pipeline.run import assemble_results, open_run
 from helpers.speed.stage import measure_speed
 
 run = open_run(model, dataset, preset, seed, run_dir, data_dir, overrides, study, holdout_group=holdout_group,
-               holdout_by=holdout_by)
+               holdout_by=holdout_by, adapter=adapter)
 record = measure_speed(run)
 pd.Series({k: v for k, v in record.items() if not isinstance(v, dict)}, name=run.model.id).to_frame()
 

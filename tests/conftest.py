@@ -82,3 +82,53 @@ def project_copy(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PYTHONPATH", str(root))
     monkeypatch.setenv("SENTICOMPARE_CACHE", str(cache_dir()))
     return root
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def live_server():
+    """`senticompare serve`'s app under uvicorn on a free loopback port, in a thread of this process
+    (the same experiments folder and adapter registry as the test)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from helpers.serve.app import ServeSettings, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    instance = uvicorn.Server(uvicorn.Config(create_app(ServeSettings(port=port)), host="127.0.0.1", port=port,
+                                             log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert instance.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=60)
+
+
+@pytest.fixture
+def browser_page():
+    """A page of headless Debian chromium driven by Playwright (`executable_path`: Playwright's own
+    browser download is not used), and the list of script errors the page raised."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (`make setup` installs it with apt-get); the browser tests "
+                    "drive it through Playwright's executable_path")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        yield page, errors
+        browser.close()

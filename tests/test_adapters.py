@@ -27,6 +27,7 @@ from helpers.core.device import precision_for
 from helpers.core.io import read_json
 from helpers.data.splits import read_splits
 from helpers.evaluate.inference import predict_proba
+from helpers.pipeline.adapters import bring_into_run, check_study
 from helpers.pipeline.study import run_study
 from helpers.train import models
 
@@ -263,6 +264,40 @@ def test_merge_cat_is_the_weighted_sum_of_updates_and_heads_and_predicts(run_dir
 
     assert main(["merge", "--adapters", f"{ADAPTER}:1", f"{OTHER}:1", "--method", "cat", "--out-id", "sst2-yelp"]) == 2
     assert "give another --out-id, or --force" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_merged_adapter_used_as_trained_brings_its_weights_and_a_record_of_no_training(run_dir, tmp_path):
+    """What 02_train does for a study's `adapters:` entry (tests/test_study_multiclass.py runs one
+    end to end): a trained adapter carries its run's training record; a merged one, which never
+    trained, a record of no steps with its own weight count and its parents' model size."""
+    assert main(["merge", "--adapters", f"{ADAPTER}:0.5", f"{OTHER}:0.5", "--method", "linear",
+                 "--out-id", "as-trained"]) == 0
+    merged = "merged/sst2/as-trained"
+    record = bring_into_run(merged, tmp_path / "mix" / "adapter")
+    source = registry.get_adapter(merged).run_dir / "adapter"
+    assert sorted(p.name for p in (tmp_path / "mix" / "adapter").iterdir()) == sorted(p.name for p in source.iterdir())
+    parent = read_json(run_dir / "stages" / "02_train.json")
+    assert (record["adapter_from"], record["steps"], record["training_time_s"], record["method"]) == \
+        (merged, 0, 0.0, "merge")
+    assert record["trainable_params"] == parent["trainable_params"]  # linear keeps the rank and the head
+    assert record["total_params"] == parent["total_params"]
+    assert [p["id"] for p in record["merge"]["parents"]] == [ADAPTER, OTHER]
+    again = bring_into_run(ADAPTER, tmp_path / "parent" / "adapter")
+    assert again == {**parent, "adapter_from": ADAPTER, "artifact_mb": parent["artifact_mb"]}
+
+
+def test_a_study_refuses_an_adapter_whose_labels_the_dataset_lacks(monkeypatch, tmp_path):
+    monkeypatch.setenv("SENTICOMPARE_EXPERIMENTS", str(tmp_path / "experiments"))
+    adapter = _fake_adapter(tmp_path, "a", labels=["bad", "good"])
+    study = config.Study(name="s", models=[], datasets=["sst2"], preset="tiny", seeds=[1], adapters={"x": adapter})
+    with pytest.raises(ConfigError, match=r"adapters.x: adapter 'fake/d/a' was trained on labels \['bad', 'good'\], "
+                                          r"dataset 'sst2' has \['negative', 'positive'\].*--label-map"):
+        check_study(study)
+    with pytest.raises(ConfigError, match="none a model of the study"):
+        config.Study(name="s", models=["x"], datasets=["sst2"], preset="tiny", seeds=[1], adapters={"x": adapter})
+    with pytest.raises(ConfigError, match="at least one, or some adapters"):
+        config.Study(name="s", models=[], datasets=["sst2"], preset="tiny", seeds=[1])
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import pytest
 import yaml
@@ -153,4 +154,24 @@ def test_the_api_gives_the_functions_numbers(renamed):
         refused = client.post("/evaluate", json={"adapter": ADAPTER, "dataset": "mine_renamed"})
         assert refused.status_code == 422 and "--label-map bad=negative" in refused.json()["detail"]
         too_many = client.post("/evaluate", json={"adapter": ADAPTER, "dataset": "mine", "max_examples": 2001})
-        assert too_many.status_code == 422
+        assert too_many.status_code == 422 and "POST /evaluations" in too_many.text
+
+
+def test_an_evaluation_job_scores_the_whole_split_and_gives_the_same_record(run_dir, mirror):
+    """POST /evaluations runs `senticompare evaluate` as a background job (max_examples null: the
+    whole split); its record equals the function's on the same split."""
+    expected = evaluate_adapter(ADAPTER, "sst2", write=False)
+    with TestClient(create_app(ServeSettings()), base_url="http://127.0.0.1:8000") as client:
+        submitted = client.post("/evaluations", json={"adapter": ADAPTER, "dataset": "sst2"})
+        assert submitted.status_code == 202, submitted.text
+        deadline, job = time.monotonic() + 300, submitted.json()
+        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(1)
+            job = client.get(f"/jobs/{job['id']}").json()
+        assert job["kind"] == "evaluate" and job["state"] == "succeeded", job["log_tail"]
+        got = client.get(job["evaluation"]).json()
+        assert got["examples"] == got["split_examples"] == expected["split_examples"]
+        for key in NUMBERS:
+            assert got[key] == pytest.approx(expected[key]), key
+        refused = client.post("/evaluations", json={"adapter": ADAPTER, "dataset": "goemotions"})
+        assert refused.status_code == 422 and "single-label" in refused.json()["detail"]

@@ -201,7 +201,8 @@ def test_kernel_files_of_a_dead_runner_are_removed():
     ({"weights": {"acuracy": 1.0}}, r"weights name unknown metric\(s\) \['acuracy'\]; use keys of helpers/metrics.py"),
     ({"weights": {"accuracy": -1.0}}, r"weights must be null or non-negative weights"),
     ({"seeds": [1, 1]}, r"seeds must be a list of at least one integer seed, each once"),
-    ({"models": ["minilm-l6", "minilm-l6"]}, r"models must be a list of at least one model id, each once"),
+    ({"models": ["minilm-l6", "minilm-l6"]},
+     r"models must be a list of model ids, each once \(at least one, or some adapters\)"),
     ({"models": "minilm-l6"}, r"models must be list\[str\], got 'minilm-l6'"),
     ({"datasets": ["finefoods", "finefoods"]}, r"datasets must be a list of at least one dataset id, each once"),
 ])

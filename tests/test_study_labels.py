@@ -109,3 +109,34 @@ def test_predict_with_the_registered_adapter_repeats_the_runs_own_decisions(outc
     else:
         np.testing.assert_allclose(predicted["pred_rating"], saved["pred_rating"], atol=1e-4)
         np.testing.assert_allclose(predicted["upper_rating"], saved["upper_rating"], atol=1e-4)
+
+
+def test_the_web_ui_shows_each_label_types_answer(outcome, live_server, browser_page):
+    """The Adapters view names each run's label type and its own metrics; the Predict view answers a
+    text with the multi-label adapter's labels and ranked scores and the regression adapter's
+    rating with its interval, side by side, without a script error."""
+    from playwright.sync_api import expect
+
+    page, errors = browser_page
+    multi, rating = "ci_labels/goemotions_ekman/minilm-l6", "ci_labels/disneyland_rating/minilm-l6"
+    page.goto(f"{live_server}/#adapters")
+    rows = page.locator("#adapters-table tbody tr")
+    expect(rows.filter(has_text=multi)).to_contain_text("micro-F1")
+    expect(rows.filter(has_text=rating)).to_contain_text("MAE")
+    page.goto(f"{live_server}/#predict")
+    for adapter in (multi, rating):
+        page.check(f"#predict-adapters input[value='{adapter}']")
+    page.fill("#predict-text", "The queue was endless and the staff were rude, but the parade made my day.")
+    page.click("#predict-run")
+    card = page.locator(f".card[data-adapter='{multi}']")
+    expect(card).to_be_visible(timeout=120_000)
+    scores = [float(s) for s in card.locator(".prob").all_text_contents()]
+    assert len(scores) == len(EKMAN) and scores == sorted(scores, reverse=True)
+    chosen = card.locator("tr.chosen td:first-child").all_text_contents()
+    shown = card.locator(".label").text_content()
+    assert shown == (", ".join(chosen) if chosen else "none above its threshold")
+    card = page.locator(f".card[data-adapter='{rating}']")
+    cells = card.locator("table.regression tr").nth(1).locator("td").all_text_contents()
+    low, high = (float(x) for x in cells[2].strip("[]").split(","))
+    assert cells[0] == "rating" and low <= float(cells[1]) <= high
+    assert not errors, errors

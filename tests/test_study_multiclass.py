@@ -45,3 +45,27 @@ def test_every_class_has_its_metrics_and_confusion_matrix_row(outcome, dataset, 
     assert {"f1_weighted", "precision_weighted", "recall_weighted"} <= set(quality)
     assert results["data"]["rows"] == {"train": 64, "validation": 32, "calibration": 32, "test": 64}
     assert set(results["data"]["class_counts"]["test"]) == set(labels)
+
+
+def test_a_registered_adapter_listed_as_a_model_gives_its_own_runs_numbers_again(outcome, tmp_path):
+    """A study's `adapters:` entry runs without training (helpers/pipeline/adapters.py): the
+    TweetEval run's adapter, under its own preset, overrides and seed, on its own dataset, decides
+    the same test tweets with the same probabilities and is ranked like a model."""
+    from helpers.config import read_yaml
+    from helpers.core.io import write_yaml
+
+    study = read_yaml(paths.PARAMS_DIR / "studies" / "ci_multiclass.yaml")
+    path = write_yaml(tmp_path / "again.yaml", {
+        **study, "name": "ci_adapter_models", "models": [], "datasets": ["tweet_eval_emotion"],
+        "adapters": {"again": "ci_multiclass/tweet_eval_emotion/minilm-l6"}})
+    again = run_study(path, report=False)
+    assert [p.model for p in again.done] == ["again"] and not again.failed
+    own = paths.experiments_dir() / "ci_multiclass" / "tweet_eval_emotion" / "minilm-l6"
+    folder = paths.experiments_dir() / "ci_adapter_models" / "tweet_eval_emotion"
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "again" / "predictions.csv"),
+                                  pd.read_csv(own / "predictions.csv"))
+    results = read_json(folder / "again" / "results.json")
+    assert results["accuracy"] == read_json(own / "results.json")["accuracy"] and results["model_name"] == "again"
+    assert results["training"]["adapter_from"] == "ci_multiclass/tweet_eval_emotion/minilm-l6"
+    assert results["params"]["adapter"] == "ci_multiclass/tweet_eval_emotion/minilm-l6"
+    assert [row["model"] for row in read_json(folder / "comparison.json")["ranking"]] == ["again"]

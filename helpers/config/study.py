@@ -54,6 +54,11 @@ class Study:
     # Leave-one-group-out: {dataset: <id>, by: group | context (or the column's name; default group),
     # groups: all | [<value>, ...], min_group_size: 50 (with all: smaller groups are not held out)}
     holdout: dict[str, Any] | None = None
+    # Registered adapters compared as models, used as trained: {name: adapter id} (`senticompare
+    # adapters list`), e.g. a merged adapter beside its parents. Each is evaluated and timed on every
+    # dataset of the study under `name`, its recalibration fitted there; nothing trains
+    # (helpers/pipeline/adapters.py). The datasets' labels must be the adapter's.
+    adapters: dict[str, str] = field(default_factory=dict)
     benchmarks: list[str] = field(default_factory=list)  # `senticompare bench` result folders shown in the report
     tracking: list[str] = field(default_factory=list)  # tensorboard | mlflow, for every run (train.report_to)
     # How the runs execute (helpers/pipeline/executors.py): serial | local | ray; max_workers: runs
@@ -66,7 +71,10 @@ class Study:
     def __post_init__(self) -> None:
         check(self, [
             ("name", f"{ID_RULE}: it names the study's folder under experiments/ and its report", is_id),
-            ("models", "a list of at least one model id, each once", lambda v: bool(v) and unique(v)),
+            ("models", "a list of model ids, each once (at least one, or some adapters)",
+             lambda v: (bool(v) or bool(self.adapters)) and unique(v)),
+            ("adapters", f"a mapping from names ({ID_RULE}, none a model of the study) to registered adapter ids",
+             lambda v: all(is_id(k) and k not in self.models and isinstance(i, str) and i for k, i in v.items())),
             ("datasets", "a list of at least one dataset id, each once", lambda v: bool(v) and unique(v)),
             ("seeds", "a list of at least one integer seed, each once", lambda v: bool(v) and unique(v)),
             ("tracking", f"a list of trackers from {sorted(TRACKERS)}", lambda v: set(v) <= TRACKERS),

@@ -24,6 +24,7 @@ from helpers.core.device import Precision, detect_device, precision_for
 from helpers.core.environment import environment
 from helpers.core.io import read_json, write_json
 from helpers.core.paths import resolve
+from helpers.pipeline import adapters
 
 STAGES = ("01_data", "02_train", "03_evaluate", "04_speed")
 
@@ -38,6 +39,7 @@ class Run:
     run_dir: Path
     data_dir: str | None
     precision: Precision
+    adapter: str | None = None  # a registered adapter used as trained (a study's `adapters:`): nothing trains
 
     @property
     def data_folder(self) -> Path:
@@ -83,15 +85,16 @@ def seed_everything(seed: int) -> None:
 
 def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
              overrides: dict | None = None, study: str = "scratch", device: str | None = None,
-             holdout_group: str | None = None, holdout_by: str = "group") -> Run:
+             holdout_group: str | None = None, holdout_by: str = "group", adapter: str | None = None) -> Run:
     """Resolve a stage notebook's parameters into checked records and seed every RNG.
     Training settings: the preset's, then the model's own recipe, then the study's overrides, then
     a `<model>@<recipe>` variant's recipe (the thing the study compares, so it has the last word).
     A holdout_group makes the run leave that group (a value of the `holdout_by` column: group, or
     context) out of training and test on it alone. The resolved context_mode is checked against the
-    dataset and model here, where they first meet."""
+    dataset and model here, where they first meet. With `adapter` (a registered adapter's id), `model`
+    is the study's name for it and the model is the one it was trained from (helpers/pipeline/adapters.py)."""
     seed_everything(seed)
-    spec = config.get_model(model)
+    spec = config.get_model(model) if adapter is None else adapters.adapter_model(model, adapter)
     resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
     dataset_spec = config.get_dataset(dataset)
     if holdout_group is not None:
@@ -99,6 +102,8 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
     final = config.apply_overrides(config.apply_overrides(resolved, overrides or {}), recipe_overrides(spec.recipe),
                                    f"recipe of {spec.id}")
     check_context_mode(final.context_mode, dataset_spec, spec)
+    if adapter is not None:
+        adapters.check_fits(adapter, dataset_spec)
     return Run(
         study=study,
         model=spec,
@@ -108,6 +113,7 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
         run_dir=resolve(run_dir),
         data_dir=data_dir,
         precision=precision_for(detect_device(device)),
+        adapter=adapter,
     )
 
 
@@ -131,6 +137,7 @@ def run_params(run: Run) -> dict[str, Any]:
         "seed": run.seed,
         "data_dir": run.data_dir,
         "device": run.device,
+        **({"adapter": run.adapter} if run.adapter else {}),
     }
 
 

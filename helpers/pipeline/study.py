@@ -28,7 +28,7 @@ from helpers.core import progress
 from helpers.core.io import atomic_write_text, write_json, write_yaml
 from helpers.core.paths import bench_notebook, display_path, experiments_dir, reports_dir, resolve
 from helpers.data import load_splits
-from helpers.pipeline import executors, holdout
+from helpers.pipeline import adapters, executors, holdout
 from helpers.pipeline.lock import study_lock
 from helpers.pipeline.notebooks import (clean_kernel_leftovers, error_summary, execute_notebook, reproduce_command,
                                         sync_notebooks)
@@ -71,9 +71,10 @@ def study_dir(study: Study) -> Path:
 
 def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str | None = None,
                   holdout_by: str = "group") -> list[RunPlan]:
-    """One run per model x seed in a dataset folder; a seed suffix only when the study has several."""
+    """One run per model (and adapter used as trained) x seed in a dataset folder; a seed suffix only
+    when the study has several."""
     plans = []
-    for model in study.models:
+    for model in [*study.models, *study.adapters]:
         for seed in study.seeds:
             run_dir = folder / (model if len(study.seeds) == 1 else f"{model}-seed{seed}")
             params = {
@@ -81,6 +82,8 @@ def _dataset_runs(study: Study, dataset: str, folder: Path, holdout_group: str |
                 "run_dir": display_path(run_dir), "data_dir": study.data_dir,
                 "overrides": config.run_overrides(study, dataset), "study": study.name,
             }
+            if model in study.adapters:
+                params["adapter"] = study.adapters[model]
             if holdout_group is not None:  # only then: earlier runs' params.yaml stay as they were
                 params["holdout_group"] = holdout_group
                 if holdout_by != "group":  # by: context (a study's by: group keeps its earlier params.yaml)
@@ -173,7 +176,9 @@ def _settle(plan: RunPlan, study_root: Path, succeeded: bool) -> None:
 
 def check_data(study: Study) -> None:
     """Load and check every dataset of the study for every seed (and held-out group) before any
-    training: a data error stops the study here, once, not inside each model's 01_data."""
+    training: a data error stops the study here, once, not inside each model's 01_data. The adapters
+    a study lists are checked against its datasets here too."""
+    adapters.check_study(study)
     specs = [config.get_dataset(name) for name in study.datasets]
     for group in holdout.groups(study):
         spec = config.get_dataset(study.holdout["dataset"])

@@ -18,9 +18,10 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from helpers import config
 from helpers.adapters import registry
-from helpers.adapters.evaluate import evaluate_adapter
+from helpers.adapters.evaluate import check_single_label, evaluate_adapter, output_file
 from helpers.adapters.merge import WeightedAdapter, plan_merge
 from helpers.config import ConfigError
+from helpers.core.io import read_json
 from helpers.core.paths import PARAMS_DIR, reports_dir
 from helpers.data.records import DataError
 from helpers.serve import schemas, ui
@@ -54,7 +55,9 @@ def _job(record: JobRecord, with_log: bool = False) -> schemas.Job:
                        error=record.error, adapters=record.adapters,
                        stage=view.stage if view and record.state == "running" else None,
                        progress=view.progress if view and record.state == "running" else None,
-                       log_tail=view.tail if with_log else None)
+                       log_tail=view.tail if with_log else None,
+                       evaluation=(f"/jobs/{record.id}/evaluation"
+                                   if record.kind == "evaluate" and record.state == "succeeded" else None))
 
 
 def _relative_inside(value: Any, key: str) -> None:
@@ -176,6 +179,39 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                                   label_map=request.label_map, max_examples=request.max_examples, seed=request.seed,
                                   predict=lambda texts: predictors.predict(request.adapter, texts)[1])
         return schemas.EvaluateResponse(**result)
+
+    @app.post("/evaluations", response_model=schemas.Job, status_code=202, tags=["jobs"])
+    def evaluation_job(request: schemas.EvaluationJobRequest) -> schemas.Job:
+        """/evaluate on more than 2,000 texts, or the whole split (`max_examples` null), as a background
+        job: the adapter and dataset are checked now, the scoring runs as `senticompare evaluate`; its
+        record at GET /jobs/{id}/evaluation once the job has succeeded."""
+        record = registry.finished_run(request.adapter)
+        spec = config.get_dataset(request.dataset)
+        check_single_label(record, spec)
+        argv = cli_command("evaluate", "--adapter", record.id, "--dataset", spec.id, "--split", request.split,
+                           "--seed", str(request.seed),
+                           *(["--preset", request.preset] if request.preset else []),
+                           *(part for source, target in request.label_map.items()
+                             for part in ("--label-map", f"{source}={target}")),
+                           *(["--max-examples", str(request.max_examples)] if request.max_examples else []))
+        size = f"{request.max_examples:,} texts" if request.max_examples else "every text"
+        title = f"evaluate {record.id} on {spec.id} ({request.split}, {size})"
+        return _job(runner.submit("evaluate", title, argv, str(output_file(record.id, spec.id, request.split))))
+
+    @app.get("/jobs/{job_id}/evaluation", response_model=schemas.EvaluateResponse, tags=["jobs"])
+    def job_evaluation(job_id: int) -> schemas.EvaluateResponse:
+        """A succeeded evaluate job's record, as /evaluate answers it (read from
+        experiments/evaluations/, where a later evaluation of the same adapter and dataset replaces it)."""
+        record = runner.store.get(job_id)
+        if record is None:
+            raise HTTPException(404, f"no job {job_id}; GET /jobs lists them")
+        if record.kind != "evaluate":
+            raise HTTPException(404, f"job {job_id} is a {record.kind} job; only evaluate jobs (POST /evaluations) "
+                                     f"have an evaluation")
+        if record.state != "succeeded":
+            raise HTTPException(409, f"job {job_id} is {record.state}; its evaluation is there once it has succeeded "
+                                     f"(GET /jobs/{job_id} shows its state and log)")
+        return schemas.EvaluateResponse(**read_json(Path(record.target)))
 
     @app.post("/merge", response_model=schemas.Job, status_code=202, tags=["jobs"])
     def merge(request: schemas.MergeRequest) -> schemas.Job:

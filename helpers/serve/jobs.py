@@ -1,5 +1,6 @@
-"""Background jobs: a study run (`senticompare run`) or a merge (`senticompare merge`) started by
-the API, each the CLI's own command in a subprocess, queued and run `max_parallel` at a time (1 by
+"""Background jobs: a study run (`senticompare run`), a merge (`senticompare merge`) or an
+evaluation of more texts than a request holds (`senticompare evaluate`) started by the API, each
+the CLI's own command in a subprocess, queued and run `max_parallel` at a time (1 by
 default: on a CPU two trainings only slow each other down).
 
 Jobs persist in SQLite (`experiments/.serve/jobs.sqlite`, SENTICOMPARE_EXPERIMENTS moves it), each
@@ -64,14 +65,14 @@ def now() -> str:
 @dataclass
 class JobRecord:
     id: int
-    kind: str  # train | merge
+    kind: str  # train | merge | evaluate
     title: str
     state: str  # queued | running | succeeded | failed | cancelled | interrupted
     created: str
     started: str | None
     finished: str | None
     argv: list[str]
-    target: str  # a training's study name; a merge's adapter id
+    target: str  # a training's study name; a merge's adapter id; an evaluation's output file
     pid: int | None = None
     pid_started: float | None = None  # the process's start time: a pid alone may be reused
     returncode: int | None = None
@@ -352,7 +353,9 @@ class JobRunner:
 
     @staticmethod
     def _adapters_of(job: JobRecord) -> list[str]:
-        """A training's registered adapters (its study's); a merge's own."""
+        """A training's registered adapters (its study's); a merge's own; an evaluation registers none."""
+        if job.kind == "evaluate":
+            return []
         try:
             records = registry.list_adapters()
         except (ConfigError, sqlite3.Error) as exc:

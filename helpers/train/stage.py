@@ -13,6 +13,7 @@ from helpers.data.splits import read_splits
 from helpers.generate import stage as generation
 from helpers.generate import task_stage
 from helpers.labels import stage as label_stage
+from helpers.pipeline import adapters
 from helpers.pipeline.run import Run
 from helpers.speed.timing import machine_load, peak_rss_mb
 from helpers.train import distributed, models, trainer
@@ -23,6 +24,10 @@ def train_model(run: Run) -> dict:
     whole model) as safetensors. Under `train.distributed: ddp` every torchrun rank runs this, and
     rank 0 saves the adapter and the record (helpers/train/distributed.py)."""
     cfg = run.preset.train
+    if run.adapter is not None:  # a registered adapter used as trained (helpers/pipeline/adapters.py)
+        record = adapters.bring_into_run(run.adapter, run.adapter_dir)
+        run.write_stage("02_train", record)
+        return record
     if cfg.distributed == "ddp" and not distributed.in_rank():
         distributed.launch(run)
         return run.read_stage("02_train")

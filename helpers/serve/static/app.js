@@ -141,7 +141,8 @@ async function showJobs(id) {
     await showJobs(id);
   });
   document.getElementById("job-adapters").replaceChildren(...job.adapters.map((adapter) => el("p", {},
-    `Adapter ${adapter} `, el("a", { href: `#predict/${encodeURIComponent(adapter)}`, text: "predict with it" }))));
+    `Adapter ${adapter} `, el("a", { href: `#predict/${encodeURIComponent(adapter)}`, text: "predict with it" }))),
+  ...(job.evaluation ? [el("p", {}, el("a", { href: job.evaluation, text: "its evaluation (JSON)" }))] : []));
   poll(() => showJobs(id), ["queued", "running"].includes(job.state));
 }
 
@@ -161,8 +162,20 @@ async function showAdapters() {
   document.querySelector("#adapters-table tbody").replaceChildren(...adapters.map((a) => el("tr", {},
     el("td", { text: a.id }), el("td", { text: a.method }), el("td", { text: a.dataset }),
     el("td", { text: a.labels.join(", ") }), el("td", { text: a.preset }), el("td", { text: String(a.seed) }),
-    el("td", { text: number(a.metrics.accuracy) }), el("td", { text: number(a.metrics.f1) }),
+    el("td", { text: a.label_type }), el("td", { text: headline(a) }),
     el("td", { text: a.created }), el("td", { text: a.present ? "present" : "MISSING" }))));
+}
+
+// The two numbers an adapter's label type is judged by (helpers/metrics.py MAIN_METRIC, SECOND_METRIC).
+const HEADLINES = {
+  multi: [["micro_f1", "micro-F1"], ["macro_f1", "macro-F1"]],
+  regression: [["mae", "MAE"], ["r2", "R²"]],
+};
+const SINGLE_LABEL = [["accuracy", "accuracy"], ["f1", "macro F1"]];
+
+function headline(adapter) {
+  return (HEADLINES[adapter.label_type] || SINGLE_LABEL).filter(([key]) => adapter.metrics[key] != null)
+    .map(([key, name]) => `${name} ${number(adapter.metrics[key])}`).join(" · ") || "–";
 }
 
 // ---- Predict / Generate
@@ -176,24 +189,61 @@ async function showPredict(preselected) {
   for (const input of box.querySelectorAll("input")) input.checked = keep.has(input.value);
 }
 
+// A card per adapter, by what its head answers (the Prediction schema fills one kind's fields):
+// one label with probabilities; several labels with scores; a number per target with an interval.
 function predictionCard(result) {
   const p = result.predictions[0];
-  const card = el("article", { class: "card", "data-adapter": result.adapter },
-    el("h3", { text: result.adapter }),
-    el("p", {}, "label ", el("strong", { class: "label", text: p.label }), ` · confidence ${number(p.confidence)}`));
+  const card = el("article", { class: "card", "data-adapter": result.adapter }, el("h3", { text: result.adapter }));
+  if (p.prediction) return regressionCard(card, p);
+  if (p.scores) return multiLabelCard(card, p);
+  return singleLabelCard(card, p);
+}
+
+function meterRow(label, value) {
+  return el("tr", {}, el("td", { text: label }), el("td", {}, el("meter", { min: 0, max: 1, value })),
+    el("td", { class: "prob", text: number(value) }));
+}
+
+function singleLabelCard(card, p) {
+  card.append(el("p", {}, "label ", el("strong", { class: "label", text: p.label }),
+    ` · confidence ${number(p.confidence)}`));
   const table = el("table", { class: "probabilities" });
-  for (const [label, value] of Object.entries(p.probabilities)) {
-    table.append(el("tr", {}, el("td", { text: label }), el("td", {}, el("meter", { min: 0, max: 1, value })),
-      el("td", { class: "prob", text: number(value) })));
-  }
+  for (const [label, value] of Object.entries(p.probabilities || {})) table.append(meterRow(label, value));
   card.append(table,
-    el("p", { text: `conformal set: {${p.conformal_set.join(", ")}} · ${p.abstain ? "abstain: hand to a person" : "decide"}`
+    el("p", { text: `conformal set: {${(p.conformal_set || []).join(", ")}} · `
+      + `${p.abstain ? "abstain: hand to a person" : "decide"}`
       + ` · ${p.confident ? "confident" : "below the selective threshold"}` }));
   if (p.generated) {
     card.append(el("p", { text: `answer read as ${p.generated.read_as}: ${p.generated.decision ?? "no decision"}` }),
       el("pre", { class: "answer", text: p.generated.answer }));
     if (p.generated.rationale) card.append(el("p", { class: "rationale", text: p.generated.rationale }));
   }
+  return card;
+}
+
+function multiLabelCard(card, p) {
+  card.append(el("p", {}, "labels ", el("strong", { class: "label",
+    text: p.labels.length ? p.labels.join(", ") : "none above its threshold" })));
+  const table = el("table", { class: "probabilities" });
+  const ranked = Object.entries(p.scores).sort((a, b) => b[1] - a[1]);
+  for (const [label, value] of ranked) {
+    const row = meterRow(label, value);
+    if (p.labels.includes(label)) row.classList.add("chosen");
+    table.append(row);
+  }
+  card.append(table, el("p", { text: `label set (conformal): {${(p.label_set || []).join(", ")}}` }));
+  return card;
+}
+
+function regressionCard(card, p) {
+  const table = el("table", { class: "regression" },
+    el("tr", {}, el("th", { text: "target" }), el("th", { text: "prediction" }), el("th", { text: "interval" })));
+  for (const [target, value] of Object.entries(p.prediction)) {
+    const interval = (p.interval || {})[target];
+    table.append(el("tr", {}, el("td", { text: target }), el("td", { class: "label", text: number(value, 2) }),
+      el("td", { text: interval ? `[${number(interval[0], 2)}, ${number(interval[1], 2)}]` : "–" })));
+  }
+  card.append(table);
   return card;
 }
 
