@@ -208,26 +208,24 @@ def test_a_run_lost_with_its_worker_is_failed_in_its_first_stage_without_a_recor
     assert study_module._lost_stage(plan) == "02_train"
 
 
-SMALL = {  # two runs of the cheapest packaged model (two seeds): side by side they overlap
+SMALL = {  # runs of the cheapest packaged model, cut to two training steps
     "models": ["minilm-l6"],
     "datasets": ["sst2"],
     "preset": "quick",
-    "seeds": [5, 6],
     "overrides": {"max_train": 32, "max_validation": 16, "max_calibration": 24, "max_test": 32, "max_length": 40,
                   "train": {"max_steps": 2, "batch_size": 8},
                   "speed": {"warmup": 1, "repeats": 3, "max_examples": 8, "batch_size": 8}},
 }
-RUNS = ("minilm-l6-seed5", "minilm-l6-seed6")
 
 
 @pytest.mark.slow
-@pytest.mark.full  # six trainings, 3-5 minutes on 2 cores: `make test-full` (CI keeps the Ray task tests below)
 def test_a_study_side_by_side_or_on_ray_gives_the_serial_numbers(tmp_path, mirror_path, monkeypatch, local_ray):
-    """Two real runs under `local` with two workers and as Ray tasks on a local Ray with 2 CPUs:
-    the same quality numbers and probabilities as `serial`; under `local` the trainings overlap and
-    every 04_speed comes after every other stage."""
+    """One real run (seed 5) under `serial`, as a Ray task on a local Ray with 2 CPUs, and under
+    `local` beside a second run (seed 6) with two workers: the same quality numbers and
+    probabilities; under `local` the two trainings overlap and every 04_speed comes after every
+    other stage. (Four runs: 2-3 minutes on 2 cores.)"""
     monkeypatch.setenv("SENTICOMPARE_DATA_DIR", str(mirror_path))
-    monkeypatch.setenv("SENTICOMPARE_THREADS", "1")  # one thread per kernel in both: the same float sums
+    monkeypatch.setenv("SENTICOMPARE_THREADS", "1")  # one thread per kernel in all: the same float sums
     stage_log = []
     real = study_module.execute_notebook
 
@@ -239,25 +237,25 @@ def test_a_study_side_by_side_or_on_ray_gives_the_serial_numbers(tmp_path, mirro
             stage_log.append((params["study"], params.get("model"), notebook.stem, start, time.monotonic()))
 
     monkeypatch.setattr(study_module, "execute_notebook", timed)
-    outcomes = {}
-    for name, executor in (("exec_serial", {}), ("exec_local", {"executor": "local", "max_workers": 2}),
-                           ("exec_ray", {"executor": "ray"})):
+    folders = {}
+    for name, seeds, executor, run in (("exec_serial", [5], {}, "minilm-l6"),
+                                       ("exec_ray", [5], {"executor": "ray"}, "minilm-l6"),
+                                       ("exec_local", [5, 6], {"executor": "local", "max_workers": 2},
+                                        "minilm-l6-seed5")):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"name": name, **SMALL, **executor}))
-        outcomes[name] = run_study(path, report=False)
-    for outcome in outcomes.values():
-        assert sorted(p.run_dir.name for p in outcome.done) == list(RUNS) and not outcome.failed
-    for model in RUNS:
-        folders = {name: paths.experiments_dir() / name / "sst2" / model for name in outcomes}
-        serial = read_json(folders["exec_serial"] / "results.json")
-        for name in ("exec_local", "exec_ray"):
-            other = read_json(folders[name] / "results.json")
-            for key in ("accuracy", "f1", "precision", "recall"):
-                assert other[key] == serial[key], (name, model, key)
-            for key in ("ece", "brier", "nll", "temperature", "conformal_qhat", "conformal_set_size"):
-                assert other["quality"][key] == serial["quality"][key], (name, model, key)
-            assert ((folders[name] / "predictions.csv").read_text()
-                    == (folders["exec_serial"] / "predictions.csv").read_text()), (name, model)
+        path.write_text(yaml.safe_dump({"name": name, **SMALL, "seeds": seeds, **executor}))
+        outcome = run_study(path, report=False)
+        assert len(outcome.done) == len(seeds) and not outcome.failed, name
+        folders[name] = paths.experiments_dir() / name / "sst2" / run
+    serial = read_json(folders["exec_serial"] / "results.json")
+    for name in ("exec_local", "exec_ray"):
+        other = read_json(folders[name] / "results.json")
+        for key in ("accuracy", "f1", "precision", "recall"):
+            assert other[key] == serial[key], (name, key)
+        for key in ("ece", "brier", "nll", "temperature", "conformal_qhat", "conformal_set_size"):
+            assert other["quality"][key] == serial["quality"][key], (name, key)
+        assert ((folders[name] / "predictions.csv").read_text()
+                == (folders["exec_serial"] / "predictions.csv").read_text()), name
     local_log = [entry for entry in stage_log if entry[0] == "exec_local" and entry[2] in STAGES]
     trains = [entry for entry in local_log if entry[2] == "02_train"]
     assert overlaps(*[(None, None, None, s, e) for *_, s, e in trains])
