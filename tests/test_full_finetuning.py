@@ -106,6 +106,28 @@ def test_a_recipe_variant_is_its_model_with_the_recipe_over_its_own_training():
         config.get_model("minilm@full")
 
 
+def test_recipes_joined_by_plus_apply_left_to_right():
+    """A grid's cell without an entry per combination: `r16+lr5e-4` is rank 16 at 5e-4, and the
+    modules a recipe names reach the LoRA config (`qkv`: attention without the MLP)."""
+    assert config.get_model("minilm-l6@r16+lr5e-4").recipe == {"lora_r": 16, "lora_alpha": 32, "learning_rate": 5.0e-4}
+    assert config.get_model("minilm-l6@lr5e-4+lr2e-4").recipe == {"learning_rate": 2.0e-4}
+    run = open_run("minilm-l6@qkv+r16", "sst2", "quick", 1, "experiments/scratch/x")
+    assert run.preset.train.lora_targets == ["query", "key", "value"] and run.preset.train.lora_r == 16
+    with pytest.raises(config.ConfigError, match=r"unknown recipe 'r3' in 'minilm-l6@r16\+r3'.*joined by '\+'"):
+        config.get_model("minilm-l6@r16+r3")
+
+
+@pytest.mark.parametrize("variant, adapted", [("minilm-l6", {"query", "key", "value", "dense"}),
+                                              ("minilm-l6@qkv", {"query", "key", "value"}),
+                                              ("minilm-l6@all-linear", {"query", "key", "value", "dense"})])
+def test_a_recipes_lora_targets_replace_the_models_own(variant, adapted):
+    run = open_run(variant, "sst2", "quick", 1, "experiments/scratch/x")
+    model = models.adapt(models.load_base(run.model, ["negative", "positive"], precision_for("cpu")), run.model,
+                         run.preset.train)
+    names = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if ".lora_A" in name}
+    assert names == adapted
+
+
 def test_a_recipe_is_checked_like_a_preset_train_block(tmp_path):
     from helpers.config.model import load_recipes
 

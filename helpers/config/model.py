@@ -38,8 +38,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         check(self, [
-            ("id", f"{ID_RULE}, optionally followed by {VARIANT}<recipe>",
-             lambda v: all(is_id(part) for part in v.split(VARIANT, 1))),
+            ("id", f"{ID_RULE}, optionally followed by {VARIANT}<recipe>[{COMBINE}<recipe>...]",
+             lambda v: is_id(v.split(VARIANT, 1)[0])
+             and all(is_id(part) for part in v.split(VARIANT, 1)[1:] for part in part.split(COMBINE))),
             ("source", *one_of(MODEL_SOURCES)),
             ("family", *one_of(MODEL_FAMILIES)),
             ("pooling", *one_of(POOLINGS)),
@@ -60,6 +61,7 @@ class ModelSpec:
 
 RECIPES = PARAMS_DIR / "recipes.yaml"
 VARIANT = "@"  # <model>@<recipe>: a registry model trained with a recipe of params/recipes.yaml
+COMBINE = "+"  # <model>@<recipe>+<recipe>: recipes applied left to right (r16+lr5e-4), for grids
 PRESET_KEYS = ("context_mode",)  # a recipe's keys that are the preset's own, not `train:` keys
 
 
@@ -101,14 +103,18 @@ def load_models(path: Path | None = None) -> dict[str, ModelSpec]:
 
 def get_model(model_id: str) -> ModelSpec:
     """A registry model, or `<model>@<recipe>`: the model with a recipe of params/recipes.yaml, which
-    a run applies over its own `train:` and the study's overrides (helpers/pipeline/run.py)."""
+    a run applies over its own `train:` and the study's overrides (helpers/pipeline/run.py).
+    `<model>@<a>+<b>` applies recipes a then b (b's keys win where both set one)."""
     models = load_models()
-    base, _, recipe = model_id.partition(VARIANT)
+    base, _, variant = model_id.partition(VARIANT)
     spec = entry(models, base, "model", "params/models.yaml")
-    if not recipe:
+    if not variant:
         return spec
     recipes = load_recipes()
-    if recipe not in recipes:
-        raise ConfigError(f"unknown recipe {recipe!r} in {model_id!r}; add it to params/recipes.yaml or use one of "
-                          f"{sorted(recipes)}")
-    return dataclasses.replace(spec, id=model_id, recipe=dict(recipes[recipe]))
+    combined: dict[str, Any] = {}
+    for recipe in variant.split(COMBINE):
+        if recipe not in recipes:
+            raise ConfigError(f"unknown recipe {recipe!r} in {model_id!r}; add it to params/recipes.yaml or use one "
+                              f"of {sorted(recipes)} (several joined by {COMBINE!r})")
+        combined.update(recipes[recipe])
+    return dataclasses.replace(spec, id=model_id, recipe=combined)

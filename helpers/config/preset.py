@@ -68,6 +68,10 @@ class TrainConfig:
     # LoRA on the top n transformer layers only (0: all). The backward pass stops at the lowest
     # adapted layer, so training costs 2N + 2N*n/L FLOPs per token instead of 4N.
     lora_layers: int = 0
+    # Modules LoRA adapts, over the registry's `lora_targets` (empty: the model's own); ["all-linear"]
+    # is peft's every linear layer but the head. Names are the model's (query/key/value for BERT,
+    # q_proj/.../down_proj for Llama and Gemma), so a recipe naming them fits one family.
+    lora_targets: list[str] = field(default_factory=list)
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
     max_grad_norm: float = 1.0  # gradient clipping (the Trainer's default)
@@ -104,6 +108,8 @@ class TrainConfig:
             ("quantization", *one_of(QUANTIZATIONS)),
             ("max_steps", "-1 (as the epochs take) or a positive integer", lambda v: v == -1 or v > 0),
             ("lora_layers", "0 (every layer) or a positive integer", _at_least(0)),
+            ("lora_targets", "a list of module names (empty: the registry's), or [all-linear]",
+             lambda v: all(isinstance(n, str) and n for n in v) and ("all-linear" not in v or v == ["all-linear"])),
             ("gradient_accumulation_steps", "a positive integer", _positive),
             ("max_grad_norm", "a positive number", _positive),
             ("eval_strategy", *one_of(STRATEGIES)),

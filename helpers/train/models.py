@@ -270,8 +270,8 @@ def adapt(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.
 
 
 def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> torch.nn.Module:
-    """LoRA on the registry's target modules; SEQ_CLS makes peft train the head in full, CAUSAL_LM
-    (a model that answers by generation) keeps the LM head frozen."""
+    """LoRA on the registry's target modules (or the recipe's train.lora_targets); SEQ_CLS makes peft
+    train the head in full, CAUSAL_LM (a model that answers by generation) keeps the LM head frozen."""
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training  # ~7 s import
 
     if getattr(model, "is_quantized", False):  # 4bit or 8bit as loaded (MPS loads them in full precision)
@@ -282,12 +282,13 @@ def add_lora(model: PreTrainedModel, spec: ModelSpec, train: TrainConfig) -> tor
         if not 0 < train.lora_layers <= total:
             raise ModelError(f"model {spec.id!r} has {total} layers; set train.lora_layers to 1..{total} (0: all)")
         layers = list(range(total - train.lora_layers, total))
+    targets = list(train.lora_targets or spec.lora_targets)
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM if spec.method == "generate" else TaskType.SEQ_CLS,
         r=train.lora_r,
         lora_alpha=train.lora_alpha,
         lora_dropout=train.lora_dropout,
-        target_modules=list(spec.lora_targets),
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
         layers_to_transform=layers,
         modules_to_save=list(spec.modules_to_save) or None,
         # context_mode token: the new tokens' embedding rows train too, saved with the adapter
