@@ -47,6 +47,7 @@ def test_every_class_has_its_metrics_and_confusion_matrix_row(outcome, dataset, 
     assert set(results["data"]["class_counts"]["test"]) == set(labels)
 
 
+@pytest.mark.full  # one more run (about 50 s); CI checks the adapter's record in tests/test_adapters.py
 def test_a_registered_adapter_listed_as_a_model_gives_its_own_runs_numbers_again(outcome, tmp_path):
     """A study's `adapters:` entry runs without training (helpers/pipeline/adapters.py): the
     TweetEval run's adapter, under its own preset, overrides and seed, on its own dataset, decides
