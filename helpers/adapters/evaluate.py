@@ -41,9 +41,7 @@ from helpers.evaluate import quality, significance
 from helpers.pipeline.run import reopen_run
 
 SPLITS = ("test", "validation")
-SINGLE_LABEL = ("binary", "multiclass")
 KINDS = {"multi": "multi-label", "regression": "regression"}
-MAX_API_EXAMPLES = 2_000  # POST /evaluate runs in the request: at most this many texts
 
 
 def evaluations_dir() -> Path:
@@ -103,7 +101,7 @@ def label_mapping(dataset_labels: list[str], adapter_labels: list[str], label_ma
 
 def check_single_label(record: registry.AdapterRecord, spec: config.DatasetSpec) -> None:
     """Single-label heads on single-label classification data only (the module docstring says why)."""
-    if record.method != "head" or record.label_type not in SINGLE_LABEL:
+    if record.method != "head" or record.label_type not in registry.SINGLE_LABEL:
         kind = (f"a generator (method {record.method}): its decision is a written answer" if record.method != "head"
                 else f"a {KINDS.get(record.label_type, record.label_type)} head: it gives no single label per "
                      f"text to compare")

@@ -78,6 +78,9 @@ def registry_file() -> Path:
     return experiments_dir() / FILE_NAME
 
 
+SINGLE_LABEL = ("binary", "multiclass")  # the label types of one label per text
+
+
 def label_type_of(results: dict, labels: list[str]) -> str:
     """What the adapter answers: one of two or of several classes, a list of labels (multi), numbers
     (regression), or a task's text (instruction, sql)."""

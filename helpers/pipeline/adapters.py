@@ -21,7 +21,6 @@ from helpers.adapters import registry
 from helpers.config import ConfigError
 from helpers.core.io import read_json
 
-SINGLE_LABEL = ("binary", "multiclass")
 WEIGHTS = ("adapter_model.safetensors", "model.safetensors")  # a LoRA adapter, or a fully fine-tuned model
 
 
@@ -36,7 +35,7 @@ def check_fits(adapter: str, dataset: config.DatasetSpec) -> registry.AdapterRec
     the same order."""
     record = registry.finished_run(adapter)
     wanted = (dataset.task if dataset.task != "classification"
-              else SINGLE_LABEL if dataset.label_type == "single" else (dataset.label_type,))
+              else registry.SINGLE_LABEL if dataset.label_type == "single" else (dataset.label_type,))
     if record.label_type not in wanted:
         raise ConfigError(f"adapter {adapter!r} answers {record.label_type}, dataset {dataset.id!r} asks for "
                           f"{'/'.join(wanted) if isinstance(wanted, tuple) else wanted}; list it in a study of "

@@ -168,8 +168,8 @@ class Report(BaseModel):
     url: str
 
 
-# /evaluate answers in the request (2,000 texts of MiniLM: about 10 s on 2 cores); more, up to the whole
-# split, go through POST /evaluations as a background job.
+# /evaluate answers in the request; more texts, up to the whole split, go through POST /evaluations
+# as a background job.
 MAX_EVALUATE_EXAMPLES = 2_000
 LabelName = Annotated[str, Field(min_length=1, max_length=200)]
 
