@@ -53,24 +53,29 @@ def test_lora_trains_only_adapters_and_head(model_id, tmp_path):
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
 
 
-def test_qlora_on_cpu_quantizes_the_body_not_the_head(tmp_path):
+@pytest.mark.parametrize("quantization, layer, footprint", [("4bit", bnb.nn.Linear4bit, 0.6),
+                                                            ("8bit", bnb.nn.Linear8bitLt, 0.6)])
+def test_quantized_lora_on_cpu_quantizes_the_body_not_the_head(quantization, layer, footprint, tmp_path):
     spec = config.get_model("smollm2-135m")
-    train_cfg = dataclasses.replace(config.load_preset("quick").train, quantization="4bit", max_steps=2,
+    train_cfg = dataclasses.replace(config.load_preset("quick").train, quantization=quantization, max_steps=2,
                                     batch_size=4)
     tokenizer = models.load_tokenizer(spec)
-    base = models.load_base(spec, LABELS, CPU, "4bit", tokenizer)
-    linear4 = [m for m in base.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    assert linear4 and linear4[0].weight.quant_type == "nf4"
-    assert not isinstance(base.score, bnb.nn.Linear4bit)
+    base = models.load_base(spec, LABELS, CPU, quantization, tokenizer)
+    quantized = [m for m in base.modules() if isinstance(m, layer)]
+    assert quantized and not isinstance(base.score, layer)
+    if quantization == "4bit":
+        assert quantized[0].weight.quant_type == "nf4"
     model = models.add_lora(base, spec, train_cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
     trainer.train(model, tokenizer, frame(), train_cfg, CPU, 32, 0, tmp_path / "trainer")
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
     model.save_pretrained(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
-    reloaded = models.load_finetuned(spec, tmp_path / "adapter", LABELS, CPU, "4bit")
+    reloaded = models.load_finetuned(spec, tmp_path / "adapter", LABELS, CPU, quantization)
     probs = predict_proba(reloaded, tokenizer, TEXTS[:4], 2, 32, "cpu")
     assert probs.shape == (4, 2) and np.allclose(probs.sum(axis=1), 1.0)
     full = models.load_base(spec, LABELS, CPU, tokenizer=tokenizer)
-    assert reloaded.get_memory_footprint() < 0.6 * full.get_memory_footprint()
+    assert reloaded.get_memory_footprint() < footprint * full.get_memory_footprint()
 
 
 def test_mixed_precision_stores_frozen_weights_in_the_compute_dtype_and_keeps_trainable_ones_fp32():

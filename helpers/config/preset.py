@@ -10,7 +10,7 @@ from typing import Any
 from helpers.config.base import ConfigError, as_mapping, build, check, one_of, override, read_yaml
 from helpers.core.paths import PARAMS_DIR
 
-QUANTIZATIONS = {"none", "4bit", "8bit"}  # 8bit: bitsandbytes LLM.int8, CUDA only
+QUANTIZATIONS = {"none", "4bit", "8bit"}  # 4bit: NF4 (QLoRA), 8bit: LLM.int8 (bitsandbytes)
 # lora: adapters on the registry's target modules, the head in full (QLoRA: lora over a 4-bit base,
 # quantization: 4bit); full: every weight trains (helpers/train/models.py `adapt`).
 METHODS = {"lora", "full"}
