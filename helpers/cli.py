@@ -155,13 +155,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
+    from helpers.adapters.evaluate import parse_label_map
     from helpers.adapters.merge import merge_adapters, parse_weighted, plan_merge
 
     if not args.verbose:  # the base model's load report lists as missing the heads that the adapters bring
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     plan = plan_merge([parse_weighted(spec) for spec in args.adapters], args.method, args.out_id,
-                      density=args.density, dataset=args.dataset)
+                      density=args.density, dataset=args.dataset, label_map=parse_label_map(args.label_map))
     record = merge_adapters(plan, force=args.force, on_stage=lambda line: print(f"merge: {line}", file=sys.stderr,
                                                                                  flush=True))
     print(f"merged: {record.id} (accuracy {record.metrics['accuracy']:.3f}, f1 {record.metrics['f1']:.3f} on "
@@ -372,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ties and dare_ties: the share of each delta kept (default 0.5)")
     merge.add_argument("--dataset", default=None,
                        help="evaluate on the saved splits of the parent of this dataset (default: the first parent)")
+    merge.add_argument("--label-map", action="append", metavar="PARENT_LABEL=LABEL",
+                       help="pair a parent's label with the evaluated parent's (repeat per label), e.g. great=positive: "
+                            "heads with other label names merge row by row")
     merge.add_argument("--force", action="store_true", help="replace a merged adapter of the same name")
     merge.set_defaults(func=_merge)
     serve = sub.add_parser(

@@ -351,7 +351,6 @@ def test_merge_refuses_what_cannot_be_merged_naming_the_fix(monkeypatch, tmp_pat
         return str(error.value)
 
     assert "different base model: 'org/base' and 'org/other'" in refused([f"{a}:1", f"{other_base}:1"])
-    assert "different labels" in refused([f"{a}:1", f"{other_labels}:1"])
     assert "different method" in refused([f"{a}:1", f"{generator}:1"])
     assert "use --method cat, which takes any ranks" in refused([f"{a}:1", f"{rank}:1"], "ties")
     assert plan_merge([parse_weighted(f"{a}:1"), parse_weighted(f"{rank}:1")], "cat", "m").parents[1][0].id == rank
@@ -364,5 +363,43 @@ def test_merge_refuses_what_cannot_be_merged_naming_the_fix(monkeypatch, tmp_pat
     assert "none of the parents' datasets" in refused([f"{a}:1", f"{b}:1"], dataset="sst2")
     assert "give each adapter as ID:WEIGHT" in refused([a, f"{b}:1"])
     assert "no adapter 'fake/d/nope'" in refused([f"{a}:1", "fake/d/nope:1"])
-    assert main(["merge", "--adapters", f"{a}:0.5", f"{other_labels}:0.5", "--out-id", "m"]) == 2
+    assert main(["merge", "--adapters", f"{a}:0.5", f"{other_base}:0.5", "--out-id", "m"]) == 2
     assert "merge adapters of one base model and one label set" in capsys.readouterr().err
+
+
+def test_heads_merge_label_by_label_in_any_order_or_under_names_the_user_pairs(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("SENTICOMPARE_EXPERIMENTS", str(tmp_path))
+    a = _fake_adapter(tmp_path, "a")
+    reversed_order = _fake_adapter(tmp_path, "reversed", labels=["positive", "negative"])
+    renamed = _fake_adapter(tmp_path, "renamed", labels=["other", "great"])
+    three = _fake_adapter(tmp_path, "three", labels=["other", "great", "meh"])
+
+    def orders(parents: list[str], **kwargs) -> list[list[int]]:
+        return plan_merge([parse_weighted(f"{p}:0.5") for p in parents], "linear", "m", **kwargs).head_orders
+
+    assert orders([a, reversed_order]) == [[0, 1], [1, 0]]
+    assert orders([a, reversed_order], dataset="d") == [[0, 1], [1, 0]]  # rows in the evaluated parent's order
+    pairs = {"great": "positive", "other": "negative"}
+    assert orders([a, renamed], label_map=pairs) == [[0, 1], [0, 1]]
+    assert orders([a, renamed], label_map={v: k for k, v in pairs.items()}) == [[0, 1], [0, 1]]  # either way round
+    assert orders([renamed, a], label_map=pairs) == [[0, 1], [0, 1]]
+    for parents, label_map in (([a, renamed], None), ([a, renamed], {"great": "positive"}), ([a, three], pairs)):
+        with pytest.raises(ConfigError, match=r"have different labels: .*; pair them with --label-map PARENT_LABEL"):
+            orders(parents, label_map=label_map)
+    generator = _fake_adapter(tmp_path, "gen", method="generate")
+    generator_reversed = _fake_adapter(tmp_path, "gen_reversed", method="generate", labels=["positive", "negative"])
+    with pytest.raises(ConfigError, match="a generator's prompt lists its labels"):
+        orders([generator, generator_reversed])
+    assert main(["merge", "--adapters", f"{a}:0.5", f"{renamed}:0.5", "--out-id", "m"]) == 2
+    assert "--label-map PARENT_LABEL=LABEL, e.g. --label-map great=positive" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_head_is_put_in_the_evaluated_parents_label_order_before_it_is_combined(run_dir, tmp_path):
+    plan = plan_merge([WeightedAdapter(ADAPTER, 0.7), WeightedAdapter(OTHER, 0.3)], "linear", "m")
+    base = models.load_base(config.get_model("smollm2-135m"), plan.evaluate_on.labels, precision_for("cpu"))
+    out = merge_weights([r.run_dir / "adapter" for r, _ in plan.parents], [0.7, 0.3], "linear", None, base,
+                        tmp_path / "adapter", head_orders=[[0, 1], [1, 0]])
+    key = "base_model.model.score.weight"
+    first, second = (_lora_deltas(r.run_dir / "adapter")[1][key] for r, _ in plan.parents)
+    torch.testing.assert_close(_lora_deltas(out)[1][key], 0.7 * first + 0.3 * second[[1, 0]])

@@ -17,10 +17,7 @@ STUDY = {"name": "ui_tiny", "models": ["minilm-l6"], "datasets": ["sst2"], "pres
 TEXT = "<b>not bold</b> A moving, wonderful film."
 ENDED = re.compile(r"^(succeeded|failed|cancelled|interrupted)$")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.full,  # minutes of a real training through the UI: `make test-full`
-]
+pytestmark = pytest.mark.slow  # a real training through the UI: about a minute on 2 idle cores
 
 
 def test_train_from_the_ui_then_predict_with_the_new_adapter(mirror, live_server, browser_page):

@@ -3,6 +3,11 @@ weights into a new adapter through peft's `add_weighted_adapter` (linear, ties, 
 written as a run folder, evaluated like a run and registered, so `predict`, `export`, the API and
 the web UI take it like any trained adapter.
 
+- One label set: the merged adapter has the labels of the parent it is evaluated on; another
+  head parent may have them in another order, or under other names that `label_map` pairs with
+  them (SST-2's `negative, positive` and Fine Foods' `other, great`: `--label-map great=positive
+  other=negative`); its head's rows are put in that parent's order before they are combined.
+
 - The LoRA matrices are combined by peft. peft refuses to combine adapters whose classification
   head it keeps in `modules_to_save` (`score`, `classifier`): it cannot merge full modules. So the
   parents are loaded without their heads, their LoRA weights combined by peft, and each head
@@ -51,6 +56,7 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
 # Must match across parents: where LoRA sits decides which weights peft combines.
 PLACEMENT = ("target_modules", "layers_to_transform", "layers_pattern", "task_type", "modules_to_save")
+LABEL_ROWS = ("score", "classifier")  # head modules with one row per label (a generator's lm_head has none)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class MergePlan:
     density: float | None  # ties and dare_ties only
     name: str
     evaluate_on: AdapterRecord  # the parent whose splits evaluate the merged adapter
+    head_orders: list[list[int]]  # per parent: its head's row for each of evaluate_on's labels
+    label_map: dict[str, str]  # parent label = evaluate_on label pairs the user gave (either way round)
 
     @property
     def run_dir(self) -> Path:
@@ -97,11 +105,22 @@ def _lora_config(record: AdapterRecord) -> dict:
     return read_json(path)
 
 
+def head_order(labels: list[str], target: list[str], label_map: dict[str, str]) -> list[int] | None:
+    """Row i of the merged head comes from row `order[i]` of a parent head with `labels`: its labels,
+    renamed by `label_map` (given either way round) where they are not the target's, must be the
+    target's labels in some order. None where they are not."""
+    pairs = {**{b: a for a, b in label_map.items()}, **label_map}
+    named = [label if label in target else pairs.get(label, label) for label in labels]
+    if sorted(named) != sorted(target) or len(set(named)) != len(named):
+        return None
+    return [named.index(label) for label in target]
+
+
 def plan_merge(parents: list[WeightedAdapter], method: str, name: str, density: float | None = None,
-               dataset: str | None = None) -> MergePlan:
+               dataset: str | None = None, label_map: dict[str, str] | None = None) -> MergePlan:
     """Check that the adapters can be merged this way, before anything is loaded: two or more
-    distinct finished adapters of one base model, method and label set, with LoRA in the same
-    places (and of one rank, except for `cat`)."""
+    distinct finished adapters of one base model, method and label set (a head's labels in any
+    order, or paired by `label_map`), with LoRA in the same places (and of one rank, except for `cat`)."""
     if method not in METHODS:
         raise ConfigError(f"merge method {method!r}: use one of {', '.join(METHODS)}")
     if not is_id(name):
@@ -119,12 +138,11 @@ def plan_merge(parents: list[WeightedAdapter], method: str, name: str, density: 
     first = records[0][0]
     first_config = _lora_config(first)
     for record, _ in records[1:]:
-        for field, what in (("base_model", "base model"), ("method", "method (head or generate)"),
-                            ("labels", "labels")):
+        for field, what in (("base_model", "base model"), ("method", "method (head or generate)")):
             if getattr(record, field) != getattr(first, field):
                 raise ConfigError(f"adapters {first.id!r} and {record.id!r} have different {what}: "
                                   f"{getattr(first, field)!r} and {getattr(record, field)!r}; merge adapters of one "
-                                  f"base model and one label set (in the same order)")
+                                  f"base model and one label set")
         config = _lora_config(record)
         for key in PLACEMENT:
             if _as_set(config.get(key)) != _as_set(first_config.get(key)):
@@ -139,7 +157,19 @@ def plan_merge(parents: list[WeightedAdapter], method: str, name: str, density: 
         raise ConfigError(f"--dataset {dataset!r} is none of the parents' datasets "
                           f"({sorted({r.dataset for r, _ in records})}); the merged adapter is evaluated on the "
                           f"saved splits of a parent")
-    return MergePlan(records, method, density, name, chosen)
+    label_map = dict(label_map or {})
+    orders = []
+    for record, _ in records:
+        order = (head_order(record.labels, chosen.labels, label_map) if record.method == "head"
+                 else list(range(len(record.labels))) if record.labels == chosen.labels else None)
+        if order is None:
+            fix = ("pair them with --label-map PARENT_LABEL=LABEL, e.g. --label-map great=positive other=negative "
+                   "(label_map in the API)" if record.method == "head"
+                   else "a generator's prompt lists its labels: merge generators trained on one label set")
+            raise ConfigError(f"adapters {chosen.id!r} and {record.id!r} have different labels: {chosen.labels} and "
+                              f"{record.labels}; {fix}")
+        orders.append(order)
+    return MergePlan(records, method, density, name, chosen, orders, label_map)
 
 
 def _as_set(value: object) -> object:
@@ -156,11 +186,12 @@ def _split_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.T
 
 
 def merge_weights(adapter_dirs: list[Path], weights: list[float], method: str, density: float | None,
-                  base: torch.nn.Module, out_dir: Path) -> Path:
+                  base: torch.nn.Module, out_dir: Path, head_orders: list[list[int]] | None = None) -> Path:
     """Combine the adapters in `adapter_dirs` (loaded on `base`, a model of their base checkpoint,
     which this changes) into one adapter folder `out_dir` (adapter_config.json and
     adapter_model.safetensors, as peft saves them): LoRA by peft's `add_weighted_adapter`, the heads
-    in `modules_to_save` by the weighted sum (see the module docstring)."""
+    in `modules_to_save` by the weighted sum (see the module docstring), each classification head's
+    rows first put in its `head_orders` order (plan_merge)."""
     from peft import LoraConfig, PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -183,6 +214,9 @@ def merge_weights(adapter_dirs: list[Path], weights: list[float], method: str, d
             raise ConfigError(f"{folder}/{WEIGHTS_FILE} does not fit its own {CONFIG_FILE} (missing {missing[:3]}, "
                               f"unexpected {list(loaded.unexpected_keys)[:3]}); the adapter is damaged: rerun its run")
         heads.append(head)
+    for head, order in zip(heads, head_orders or [], strict=False):
+        for key in [k for k in head if k.rsplit(".", 2)[-2] in LABEL_ROWS]:
+            head[key] = head[key][order]
     if any(set(h) != set(heads[0]) or any(h[k].shape != heads[0][k].shape for k in h) for h in heads):
         raise ConfigError(f"the adapters' trained heads differ in their tensors ({[sorted(h) for h in heads]}); "
                           f"merge adapters of one model and one label set")
@@ -228,7 +262,7 @@ def merge_adapters(plan: MergePlan, force: bool = False,
                 else models.load_base(run.model, labels, cpu))
         say(f"merging with {plan.method}" + (f" (density {plan.density})" if plan.density is not None else ""))
         merge_weights([r.run_dir / "adapter" for r, _ in plan.parents], [w for _, w in plan.parents], plan.method,
-                      plan.density, base, run.adapter_dir)
+                      plan.density, base, run.adapter_dir, plan.head_orders)
         del base
         say(f"evaluating on {run.dataset.id}: validation, calibration and test splits of {plan.evaluate_on.id}")
         evaluation, _ = evaluate_model(run)
@@ -237,7 +271,8 @@ def merge_adapters(plan: MergePlan, force: bool = False,
             **{k: evaluation[k] for k in ("accuracy", "f1", "precision", "recall")},
             "quality": evaluation, "data": run_data, "data_fingerprint": run_data["fingerprint"],
             "merge": {"method": plan.method, "density": plan.density, "evaluated_on": plan.evaluate_on.id,
-                      "parents": [{"id": r.id, "weight": w, "dataset": r.dataset,
+                      "label_map": plan.label_map,
+                      "parents": [{"id": r.id, "weight": w, "dataset": r.dataset, "labels": r.labels,
                                    "accuracy": r.metrics.get("accuracy")} for r, w in plan.parents]},
             "params": run_params(run), "environment": environment(run.device),
         }

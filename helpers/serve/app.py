@@ -217,13 +217,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     def merge(request: schemas.MergeRequest) -> schemas.Job:
         """Checked now (same base model and labels, LoRA placement, name), merged and evaluated as a job."""
         plan = plan_merge([WeightedAdapter(a.id, a.weight) for a in request.adapters], request.method,
-                          request.out_id, density=request.density, dataset=request.dataset)
+                          request.out_id, density=request.density, dataset=request.dataset,
+                          label_map=request.label_map)
         if plan.run_dir.exists() and not request.force:
             raise ConfigError(f"adapter {plan.id} exists; give another out_id, or force: true to replace it")
         argv = cli_command("merge", "--adapters", *(f"{a.id}:{a.weight!r}" for a in request.adapters),
                            "--method", request.method, "--out-id", request.out_id,
                            *(["--density", repr(request.density)] if request.density is not None else []),
                            *(["--dataset", request.dataset] if request.dataset else []),
+                           *(part for source, target in request.label_map.items()
+                             for part in ("--label-map", f"{source}={target}")),
                            *(["--force"] if request.force else []))
         title = f"merge {' + '.join(f'{a.id}:{a.weight:g}' for a in request.adapters)} ({request.method})"
         return _job(runner.submit("merge", title, argv, plan.id))

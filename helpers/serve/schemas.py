@@ -93,6 +93,9 @@ class GenerateRequest(PredictRequest):
     """As /predict, for adapters of `method: generate` only."""
 
 
+LabelName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class WeightedAdapterIn(Strict):
     id: AdapterId
     weight: float = Field(allow_inf_nan=False)
@@ -104,7 +107,17 @@ class MergeRequest(Strict):
     out_id: Name
     density: float | None = Field(default=None, gt=0, le=1)
     dataset: Name | None = None
+    # a parent's label = the evaluated parent's (either way round), for heads with other label names
+    label_map: dict[LabelName, LabelName] = Field(default_factory=dict, max_length=256)
     force: bool = False
+
+    @model_validator(mode="after")
+    def _one_equals_sign(self) -> MergeRequest:
+        clashing = [label for label in self.label_map if "=" in label]
+        if clashing:
+            raise ValueError(f"label_map: label {clashing[0]!r} holds '=', which the job's command line "
+                             f"(--label-map PARENT_LABEL=LABEL) cannot carry")
+        return self
 
 
 class TrainForm(Strict):
@@ -171,7 +184,6 @@ class Report(BaseModel):
 # /evaluate answers in the request; more texts, up to the whole split, go through POST /evaluations
 # as a background job.
 MAX_EVALUATE_EXAMPLES = 2_000
-LabelName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class EvaluateRequest(Strict):
