@@ -52,7 +52,7 @@ def _generate(args: argparse.Namespace) -> int:
     import json
 
     from helpers.config import ConfigError
-    from helpers.generate.stage import answer_texts
+    from helpers.generate.answer import answer_texts
 
     texts = list(args.text or [])
     if args.input:
@@ -64,7 +64,13 @@ def _generate(args: argparse.Namespace) -> int:
                               f"per line") from None
     if not texts:
         raise ConfigError("nothing to answer: give --text \"...\" (repeatable) or --input file.jsonl")
-    for row in answer_texts(args.run_dir, texts, base=args.base):
+    schema = None
+    if args.schema:
+        try:
+            schema = open(args.schema, encoding="utf-8").read()
+        except OSError as exc:
+            raise ConfigError(f"--schema {args.schema}: {exc}; give a file of CREATE TABLE statements") from None
+    for row in answer_texts(args.run_dir, texts, base=args.base, db_id=args.db_id, schema=schema):
         print(json.dumps(row, ensure_ascii=False))
     return 0
 
@@ -287,15 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="copy the finished results, comparisons and report to reports/studies/<device>/<study>/")
     report.set_defaults(func=_report)
     generate = sub.add_parser(
-        "generate", help="answer texts with a recorded generative run's adapter (JSON decision and rationale)",
-        description="Loads a `method: generate` run's base model and adapter and answers each text: the raw "
-                    "answer, what it parses to and the labels' probabilities at the decision position; one JSON "
-                    "line per text. --base puts the base model's answer beside it.")
+        "generate", help="answer texts with a recorded generative run's adapter (a JSON decision, an instruction's "
+                         "answer, an SQL query)",
+        description="Loads a `method: generate` run's base model and adapter and answers each text, one JSON line "
+                    "per text. A classification run: the raw answer, what it parses to and the labels' probabilities "
+                    "at the decision position. An instruction run: the answer. An SQL run: each text is a question "
+                    "about a database (--db-id or --schema); the answer, the query read from it, whether it parses "
+                    "and whether it runs on the schema. --base puts the base model's answer beside it.")
     generate.add_argument("run_dir", help="a run folder, e.g. experiments/json_decisions/"
                                           "tweet_sentiment_extraction/smollm2-135m-json")
     generate.add_argument("--text", action="append", help="a text to answer (repeatable)")
     generate.add_argument("--input", help="a JSON Lines file of {\"text\": ...} records")
     generate.add_argument("--base", action="store_true", help="also answer with the base model (no adapter)")
+    generate.add_argument("--db-id", help="an SQL run: the database the questions are about, one of the run's data")
+    generate.add_argument("--schema", help="an SQL run: a file of CREATE TABLE statements the questions are about")
     generate.set_defaults(func=_generate)
     export = sub.add_parser(
         "export", help="merge a finished run's adapter into its base model: a standalone transformers folder",

@@ -132,6 +132,17 @@ for _key, _label, _better in (
         ("base_decision_accuracy", "base model decision accuracy", True),
         ("base_parse_rate", "base model answers parsed", True)):
     register_metric(_key, _label, _better, shown=False)
+# Abstention examples (a dataset's abstain_labels, helpers/evaluate/abstention.py), in the `quality`
+# block of every single-label run of such a dataset; abstain_recall of generators only.
+register_metric("abstention_examples", "abstention examples (test)", None, 0, shown=False)
+for _key, _label, _better in (
+        ("abstain_recall", "should-abstain texts abstained (generated)", True),
+        ("abstain_auroc", "abstain AUROC (low confidence)", True),
+        ("abstain_recall_selective", "should-abstain texts below the selective threshold", True),
+        ("false_abstain_rate_selective", "labelled texts below the selective threshold", False)):
+    register_metric(_key, _label, _better, shown=False)
+ABSTENTION = ("abstention_examples", "abstain_recall", "abstain_rate", "abstain_auroc", "abstain_recall_selective",
+              "false_abstain_rate_selective")
 register_metric("ttft_ms", "time to first token", False, 1, "ms", "top", shown=False)
 register_metric("decode_tokens_per_sec", "decode speed", True, 1, "tokens/s", "top", shown=False)
 # Task runs (a dataset's `task: instruction | sql`, helpers/generate/task_stage.py), in the `quality`

@@ -120,6 +120,16 @@ else:
     display(Markdown("A classification head: nothing is generated."))
 
 # %% [markdown]
+# ## Abstention examples
+# Where the dataset names raw labels that mean "no decision" (`abstain_labels`): how this run treats
+# the test split's abstention examples (helpers/evaluate/abstention.py); each one's confidence, and
+# a generator's answer, are in abstentions.csv.
+
+# %%
+(pd.Series(record["abstention"], name=run.model.id).to_frame() if "abstention" in record
+ else Markdown("The dataset has no abstention examples (abstain_labels)."))
+
+# %% [markdown]
 # ## Calibration, selective prediction, conformal sets, costs
 # Recalibration and the selective threshold fitted on validation; conformal sets calibrated on the
 # held-out calibration split; all numbers on test. ECE, MCE, Brier and NLL are the network's own,

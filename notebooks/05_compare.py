@@ -131,6 +131,17 @@ generated = views.generation_view(found.table) if len(found.table) else pd.DataF
 generated if len(generated) else Markdown("No model answered by generation.")
 
 # %% [markdown]
+# ## Abstention
+# Where the dataset names raw labels that mean "no decision" (`abstain_labels`, e.g. 3-star
+# reviews), its test abstention examples beside the labelled texts: a generator's written
+# abstentions, and for every model how well its confidence singles them out (AUROC) and how many
+# fall below its selective threshold.
+
+# %%
+abstaining = views.abstention_view(found.table) if len(found.table) else pd.DataFrame()
+abstaining if len(abstaining) else Markdown("The dataset has no abstention examples (abstain_labels).")
+
+# %% [markdown]
 # ## Per-group quality
 # The worst group and the largest gap between groups; groups below the minimum size are counted
 # but not judged.

@@ -79,3 +79,25 @@ def test_generate_refuses_a_head_run_and_missing_texts(tmp_path, capsys):
     assert "one {\"text\": ...} per line" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "nowhere"), "--text", "x"]) == 2
     assert "params.yaml not found: give the folder of a recorded run" in capsys.readouterr().err
+
+
+def test_generate_on_a_task_run_needs_the_database_of_an_sql_question(tmp_path, capsys):
+    def task_run(dataset: str) -> str:
+        run_dir = tmp_path / dataset
+        run_dir.mkdir()
+        (run_dir / "params.yaml").write_text(f"model: smollm2-135m-sft\ndataset: {dataset}\npreset: tiny\nseed: 1\n"
+                                             f"run_dir: {run_dir}\n")
+        return str(run_dir)
+
+    spider, gsm8k = task_run("spider"), task_run("gsm8k")
+    assert main(["generate", spider, "--text", "How many singers are there?"]) == 2
+    assert "give the database, --db-id NAME (one the run's data holds) or --schema FILE" in capsys.readouterr().err
+    (tmp_path / "broken.sql").write_text("CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT")
+    assert main(["generate", spider, "--text", "How many singers?", "--schema", str(tmp_path / "broken.sql")]) == 2
+    assert "--schema: SQLite cannot build the schema" in capsys.readouterr().err
+    assert main(["generate", spider, "--text", "How many singers?", "--schema", str(tmp_path / "none.sql")]) == 2
+    assert "give a file of CREATE TABLE statements" in capsys.readouterr().err
+    assert main(["generate", spider, "--text", "How many singers?", "--db-id", "concert_singer"]) == 2
+    assert "holds no saved splits" in capsys.readouterr().err
+    assert main(["generate", gsm8k, "--text", "What is 2 + 2?", "--db-id", "concert_singer"]) == 2
+    assert "--db-id and --schema are for task: sql runs" in capsys.readouterr().err

@@ -174,3 +174,30 @@ def test_constrained_decoding_writes_the_schema_even_for_the_base_model(smollm):
 def test_decoding_must_be_free_or_json_schema():
     with pytest.raises(ConfigError, match=r"decoding must be one of \['free', 'json_schema'\]"):
         config.apply_overrides(config.load_preset("tiny"), {"generation": {"decoding": "grammar"}})
+
+
+@pytest.mark.parametrize("quantization", ["4bit", pytest.param("8bit", marks=pytest.mark.full)])  # 8bit: tests/test_models.py
+def test_a_generator_fine_tunes_on_a_quantized_base_and_reads_its_labels(quantization, tmp_path):
+    """QLoRA (NF4) and LLM.int8 for a generator: the LoRA learns on the frozen quantized body, and
+    the reloaded adapter on a quantized base gives the labels' probabilities at the decision."""
+    import bitsandbytes as bnb
+    import pandas as pd
+
+    from helpers.generate import sft
+
+    spec = config.get_model("smollm2-135m-json")
+    cpu = precision_for("cpu")
+    tokenizer = chat.use_chat_template(models.load_tokenizer(spec, "left"), spec)
+    cfg = dataclasses.replace(config.load_preset("tiny").train, quantization=quantization, max_steps=2, batch_size=4)
+    model = models.adapt(models.load_causal_lm(spec, cpu, quantization), spec, cfg)
+    layer = bnb.nn.Linear4bit if quantization == "4bit" else bnb.nn.Linear8bitLt
+    assert any(isinstance(m, layer) for m in model.modules())
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    train = pd.DataFrame({"text": ["so good", "awful", "it is fine", "love it"], "label": [2, 0, 1, 2]})
+    result = sft.train_sft(model, tokenizer, train, LABELS, None, cfg, cpu, 32, 0, tmp_path / "trainer")
+    assert result.steps == 2 and any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = models.load_finetuned(spec, tmp_path / "adapter", LABELS, cpu, quantization)
+    prompts = chat.prompts(tokenizer, ["what a day"], LABELS, None, 32)
+    probs = decode.label_probabilities(reloaded, tokenizer, prompts, LABELS, 1, "cpu")
+    assert probs.shape == (1, 3) and np.isclose(probs.sum(), 1.0)

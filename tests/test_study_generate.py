@@ -8,7 +8,9 @@ import yaml
 
 from helpers.core import paths
 from helpers.core.io import read_json
+from helpers.generate.answer import answer_texts
 from helpers.generate.parse import parse_answer
+from helpers.generate.sql import extract_sql
 from helpers.pipeline.study import run_study
 
 pytestmark = pytest.mark.slow
@@ -160,3 +162,18 @@ def test_the_comparison_and_report_carry_the_task_runs(task_study):
         assert run["baseline_0-shot_accuracy"] == results["quality"]["base_accuracy"]
     html = (paths.reports_dir() / "tiny_generative_tasks.html").read_text()
     assert "execution accuracy" in html and "final-number match" in html and "base model accuracy" in html
+
+
+@pytest.mark.full  # a second tiny study (instruction and SQL tasks): `make test-full`
+def test_generate_answers_new_instructions_and_questions_about_a_database(task_study):
+    spider = task_study / "spider" / "smollm2-135m-sft"
+    database = read_json(spider / "stages" / "01_data.json")["groups"]["test"][0]
+    question = "How many rows does the first table have?"
+    [row] = answer_texts(spider, [question], base=True, db_id=database)
+    assert row["text"] == question and set(row) == {"text", "fine-tuned", "base"}
+    for answer in (row["fine-tuned"], row["base"]):
+        assert answer["answer"] and set(answer) == {"answer", "query", "parsed", "runs_on_schema"}
+        assert answer["query"] == extract_sql(answer["answer"])
+    predictions = pd.read_csv(task_study / "gsm8k" / "smollm2-135m-sft" / "predictions.csv", keep_default_na=False)
+    again = answer_texts(task_study / "gsm8k" / "smollm2-135m-sft", predictions["text"].tolist())
+    assert [row["fine-tuned"]["answer"] for row in again] == predictions["answer"].tolist()  # greedy, same batches

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.compare.runs import BASELINE_COLUMN, GROUP_METRICS
-from helpers.metrics import (BASELINE_METRIC, GENERATION, LABEL_TYPE_HEADLINE, MAIN_METRIC, METRICS, SECOND_METRIC,
-                             keys, metric)
+from helpers.metrics import (ABSTENTION, BASELINE_METRIC, GENERATION, LABEL_TYPE_HEADLINE, MAIN_METRIC, METRICS,
+                             SECOND_METRIC, keys, metric)
 
 # The opening table's metric columns, in reading order; labels, units and rounding from the registry.
 SUMMARY_METRICS = ("latency_median_ms", "latency_p99_ms", "throughput_samples_per_sec", "peak_rss_mb")
@@ -131,6 +131,16 @@ def generation_view(aggregated: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     generators = aggregated[aggregated[present].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)]
     return _view(generators, {metric(key).title: key for key in GENERATION})
+
+
+def abstention_view(aggregated: pd.DataFrame) -> pd.DataFrame:
+    """How each model treats the texts it should not decide (a dataset's abstain_labels): the
+    generators' written abstentions, every model's confidence AUROC and selective-threshold
+    abstentions; empty when the dataset has no abstention examples."""
+    if "abstention_examples" not in aggregated:
+        return pd.DataFrame()
+    return _view(aggregated[pd.to_numeric(aggregated["abstention_examples"], errors="coerce").notna()],
+                 {metric(key).title: key for key in ABSTENTION})
 
 
 def baseline_view(aggregated: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,8 @@ TASKS = {"classification", "instruction", "sql"}
 # What a classification dataset's label_column holds per text (helpers/labels/): one class (today's),
 # a list of classes (multi-label, e.g. GoEmotions), or k numbers (regression, e.g. a 1-5 rating).
 LABEL_TYPES = {"single", "multi", "regression"}
-CLASSIFICATION_ONLY = ("labels", "label_map", "verbalizers", "question", "rationale_column", "context_column")
+CLASSIFICATION_ONLY = ("labels", "label_map", "abstain_labels", "verbalizers", "question", "rationale_column",
+                       "context_column")
 HEADERS = {"first_row", "none"}  # the column names in the file's first row | no names: columns by position
 COLUMN_KEYS = ("text_column", "label_column", "group_column", "rationale_column", "context_column")
 HOLDOUT_COLUMNS = {"group": "group_column", "context": "context_column"}  # standardized column -> its entry key
@@ -47,6 +48,10 @@ class DatasetSpec:
     kaggle_id: str | None = None
     kaggle_file: str | None = None
     label_map: dict[Any, str | None] = field(default_factory=dict)  # a raw value mapped to null is dropped
+    # Raw labels that mean "no decision" (e.g. Disneyland's 3-star reviews): held apart from the
+    # classes as abstention examples; a generator learns to answer them {"decision": null,
+    # "abstain": true}, and every run is scored on how it treats the test ones (helpers/evaluate/abstention.py).
+    abstain_labels: list[Any] = field(default_factory=list)
     drop_leakage: bool = False  # drop train rows whose text is also in test
     holdout_group: str | None = None  # leave-one-group-out: test on this group, train on the others
     holdout_by: str = "group"  # the standardized column holdout_group is a value of: group | context
@@ -85,6 +90,7 @@ class DatasetSpec:
         if not present:
             raise ConfigError(f"source {self.source!r} needs {what}")
         bad = {k: v for k, v in self.label_map.items() if v is not None and v not in self.labels}
+        self._check_abstain_labels()
         if bad:
             raise ConfigError(f"label_map maps to names not in labels {self.labels}: {bad}")
         unknown = sorted(set(self.verbalizers) - set(self.labels))
@@ -92,6 +98,18 @@ class DatasetSpec:
             raise ConfigError(f"verbalizers name labels that are not in labels {self.labels}: {unknown}")
         self._check_file_format()
         self._check_columns()
+
+    def _check_abstain_labels(self) -> None:
+        """Abstention examples are single-label rows whose raw label names no class."""
+        if not self.abstain_labels:
+            return
+        if self.label_type != "single":
+            raise ConfigError(f"abstain_labels is for single-label data (a raw label that means no decision), not "
+                              f"label_type: {self.label_type}; remove abstain_labels")
+        mapped = [v for v in self.abstain_labels if v in self.labels or self.label_map.get(v) is not None]
+        if mapped:
+            raise ConfigError(f"abstain_labels {mapped} also name a class (in labels or mapped to one by label_map); "
+                              f"a raw label either means a class or means abstain: remove it from one of them")
 
     def _check_label_type(self) -> None:
         """multi and regression are kinds of classification dataset; a regression entry names one

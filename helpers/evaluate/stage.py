@@ -10,7 +10,7 @@ from helpers.core.io import atomic_write_text
 from helpers.data.context import model_texts, token_values
 from helpers.data.records import DataError
 from helpers.data.splits import read_splits
-from helpers.evaluate import calibration, prompts, quality, significance, uncertainty
+from helpers.evaluate import abstention, calibration, prompts, quality, significance, uncertainty
 from helpers.evaluate.inference import predict_proba
 from helpers.generate import stage as generation
 from helpers.generate import task_stage
@@ -112,6 +112,10 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
         record["generation"]["agrees_with_argmax"] = float((generated == raw.argmax(axis=1)).mean())
         predictions["answer"] = [a.raw for a in parsed]
         predictions["generated"] = [a.decision or ("abstain" if a.abstain else "") for a in parsed]
+    if not splits.abstentions("test").empty:
+        record["abstention"] = abstentions(run, splits, predict, fitted, probs, record.get("selective_threshold"),
+                                           (model, tokenizer) if generating else None)
+        record.update({k: v for k, v in record["abstention"].items() if k in metrics.ABSTENTION})
     del model
     if generating and run.preset.generation.compare_base:
         base = record["generation"]["base"] = generation.base_answers(run, test, splits.labels)
@@ -122,6 +126,25 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     atomic_write_text(run.run_dir / "predictions.csv", predictions.to_csv(index=False))
     run.write_stage("03_evaluate", record)
     return record, predictions
+
+
+def abstentions(run: Run, splits, predict, fitted, probs: np.ndarray, threshold: float | None,
+                generator: tuple | None) -> dict:
+    """The test split's abstention examples scored beside its labelled texts (`probs`, recalibrated)
+    by helpers/evaluate/abstention.py; a generator's written answers to them too. Every example's
+    confidence (and answer) goes to abstentions.csv."""
+    held = splits.abstentions("test")
+    confidence = calibration.recalibrate(predict(held), fitted).max(axis=1)
+    block = abstention.abstention_metrics(confidence, probs.max(axis=1), threshold)
+    rows = pd.DataFrame({"example": np.arange(len(held)), "confidence": confidence,
+                         "below_selective_threshold": confidence < threshold if threshold is not None else None})
+    if generator is not None:
+        parsed = generation.written_answers(run, *generator, held, splits.labels)
+        rows["answer"] = [a.raw for a in parsed]
+        rows["abstained"] = [a.abstain for a in parsed]
+        block["abstain_recall"] = float(rows["abstained"].mean())
+    atomic_write_text(run.run_dir / "abstentions.csv", rows.to_csv(index=False))
+    return block
 
 
 def reliability_before_after(predictions: pd.DataFrame, labels: list[str], n_bins: int) -> dict[str, pd.DataFrame]:

@@ -15,15 +15,18 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedToke
 from helpers.config import TrainConfig
 from helpers.core.device import Precision
 from helpers.core.threads import cpu_threads
+from helpers.data.records import ABSTAIN
 from helpers.generate import chat
 from helpers.generate.schema import render_answer
 from helpers.train.trainer import TrainResult, fit, pad_multiple
 
 
 def answers(df: pd.DataFrame, labels: list[str]) -> list[str]:
-    """The target answer of every row: its label, its human rationale where the split has one."""
+    """The target answer of every row: its label, its human rationale where the split has one; an
+    abstention example's (label ABSTAIN) is no decision and `"abstain": true`."""
     rationales = df["rationale"].fillna("").astype(str) if "rationale" in df else [""] * len(df)
-    return [render_answer(labels[label], rationale) for label, rationale in zip(df["label"], rationales, strict=True)]
+    return [render_answer(None, rationale, abstain=True) if label == ABSTAIN
+            else render_answer(labels[label], rationale) for label, rationale in zip(df["label"], rationales, strict=True)]
 
 
 def collator(tokenizer: PreTrainedTokenizerBase, device: str) -> DataCollatorForSeq2Seq:

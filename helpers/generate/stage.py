@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.config import ConfigError, read_yaml
 from helpers.data.records import DatasetSplits
 from helpers.generate import chat, decode, sft
 from helpers.generate.metrics import decision_metrics
-from helpers.generate.parse import parse_answer
+from helpers.generate.parse import ParsedAnswer, parse_answer
 from helpers.generate.schema import answer_schema
 from helpers.generate.speed import measure_generation
-from helpers.pipeline.run import Run, open_run
+from helpers.pipeline.run import Run
 from helpers.train import models
 from helpers.train.trainer import TrainResult
 
@@ -36,13 +35,17 @@ def schema_for(run: Run, labels: list[str]) -> dict | None:
 
 
 def train(run: Run, splits: DatasetSplits, validation: pd.DataFrame | None, output_dir: Path):
-    """02_train: LoRA on the causal LM, the loss on the answers (label and human rationale) only.
-    Returns the trained model and its TrainResult."""
+    """02_train: LoRA on the causal LM, the loss on the answers (label and human rationale) only;
+    the dataset's abstention examples (abstain_labels) learn to abstain. Returns the trained model
+    and its TrainResult."""
     cfg = run.preset.train
     tokenizer = tokenizer_for(run)
     model = models.adapt(models.load_causal_lm(run.model, run.precision, cfg.quantization), run.model, cfg)
-    result: TrainResult = sft.train_sft(model, tokenizer, splits.train, splits.labels, None, cfg, run.precision,
-                                        run.preset.max_length, run.seed, output_dir, validation, run.tensorboard_dir)
+    if validation is not None:
+        validation = splits.with_abstentions("validation")
+    result: TrainResult = sft.train_sft(model, tokenizer, splits.with_abstentions("train"), splits.labels, None, cfg,
+                                        run.precision, run.preset.max_length, run.seed, output_dir, validation,
+                                        run.tensorboard_dir)
     return model, result
 
 
@@ -54,13 +57,19 @@ def probability_predictor(run: Run, model, tokenizer, labels: list[str]):
     return predict
 
 
+def written_answers(run: Run, model, tokenizer, df: pd.DataFrame, labels: list[str]) -> list[ParsedAnswer]:
+    """The model's generated answers to the texts of `df`, parsed (helpers/generate/parse.py)."""
+    gen = run.preset.generation
+    raw = decode.generate(model, tokenizer, prompts_for(run, tokenizer, df["text"].tolist(), labels),
+                          gen.max_new_tokens, gen.batch_size, run.device, schema_for(run, labels))
+    return [parse_answer(text, labels) for text in raw]
+
+
 def answer(run: Run, model, tokenizer, test: pd.DataFrame, labels: list[str]) -> tuple[dict, list]:
     """The generated answers on the test split, parsed, and their metrics (helpers/generate/metrics.py)."""
     gen = run.preset.generation
     texts = test["text"].tolist()
-    raw = decode.generate(model, tokenizer, prompts_for(run, tokenizer, texts, labels), gen.max_new_tokens,
-                          gen.batch_size, run.device, schema_for(run, labels))
-    parsed = [parse_answer(text, labels) for text in raw]
+    parsed = written_answers(run, model, tokenizer, test, labels)
     rationales = test["rationale"].fillna("").astype(str).tolist() if "rationale" in test else None
     record = decision_metrics(parsed, labels, test["label"].to_numpy(), texts, rationales)
     record["decoding"] = gen.decoding
@@ -87,22 +96,10 @@ def speed(run: Run, model, tokenizer, texts: list[str], labels: list[str]) -> di
                               run.preset.generation, run.device, schema_for(run, labels))
 
 
-def answer_texts(run_dir: str | Path, texts: list[str], base: bool = False) -> list[dict]:
-    """`senticompare generate`: a recorded generative run's fine-tuned model (and with `base` its
-    base model beside it) answering new texts: the raw answer, what it parses to, and the labels'
-    probabilities at the decision position (before the run's recalibration)."""
-    params_file = Path(run_dir) / "params.yaml"
-    if not params_file.is_file():
-        raise ConfigError(f"{params_file} not found: give the folder of a recorded run "
-                          f"(experiments/<study>/<dataset>/<model>/)")
-    run = open_run(**read_yaml(params_file))
-    if run.model.method != "generate":
-        raise ConfigError(f"{run_dir} is a run of {run.model.id!r}, which classifies with a head and writes "
-                          f"nothing; give a run of a `method: generate` model (e.g. smollm2-135m-json)")
-    if run.dataset.task != "classification":
-        raise ConfigError(f"{run_dir} is a task: {run.dataset.task} run; `senticompare generate` answers JSON "
-                          f"decisions of classification runs only, and a task run's answers to its test prompts "
-                          f"are in its predictions.csv (answer, base_answer)")
+def answer_texts(run: Run, texts: list[str], base: bool = False) -> list[dict]:
+    """`senticompare generate` on a classification run (helpers/generate/answer.py): its fine-tuned
+    model (and with `base` its base model beside it) answering new texts: the raw answer, what it
+    parses to, and the labels' probabilities at the decision position (before the run's recalibration)."""
     labels = run.dataset.labels
     tokenizer = tokenizer_for(run)
     models_to_ask = {"fine-tuned": models.load_finetuned(run.model, run.adapter_dir, labels, run.precision,

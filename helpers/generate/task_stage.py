@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.config import ConfigError
 from helpers.core.io import atomic_write_text
 from helpers.data.records import DatasetSplits
 from helpers.data.splits import read_splits
@@ -162,6 +163,54 @@ def side_by_side(predictions: pd.DataFrame, n: int = 6) -> pd.DataFrame:
     columns = ["text", "reference", "answer", "correct", *(["base_answer", "base_correct"] if "base_answer" in
                                                            predictions else [])]
     return predictions[columns].head(n)
+
+
+def database_schema(run: Run, db_id: str | None, schema: str | None) -> str:
+    """The CREATE TABLE statements an SQL prompt carries: given, or database `db_id`'s as the run's
+    saved splits hold it (any split: a test database is as good as a training one here)."""
+    if (db_id is None) == (schema is None):
+        raise ConfigError(f"{run.run_dir} is a task: sql run: give the database, --db-id NAME (one the run's data "
+                          f"holds) or --schema FILE (CREATE TABLE statements), one of the two")
+    if schema is not None:
+        try:  # a schema SQLite cannot build is named before any model loads
+            sql.build(schema, "--schema").close()
+        except sql.SqlSchemaError as exc:
+            raise ConfigError(str(exc)) from None
+        return schema
+    splits = read_splits(run.data_folder)
+    frames = [splits.split(name) for name in ("train", "validation", "test")]
+    schemas = dict(zip(pd.concat([f["group"] for f in frames]), pd.concat([f["schema"] for f in frames]), strict=True))
+    if db_id not in schemas:
+        raise ConfigError(f"--db-id {db_id!r} is not a database of {run.run_dir}'s data; its databases: "
+                          f"{sorted(schemas)}")
+    return schemas[db_id]
+
+
+def answer_texts(run: Run, texts: list[str], base: bool = False, schema: str | None = None) -> list[dict]:
+    """`senticompare generate` on a task run: the fine-tuned model (and with `base` its base model)
+    answering new instructions, or questions about the database whose `schema` is given (sql). An
+    SQL answer comes with the query read from it, whether sqlglot parses it and whether it runs on the
+    schema's empty database (the columns and tables it names exist)."""
+    df = pd.DataFrame({"text": texts, **({"schema": schema} if run.dataset.task == "sql" else {})})
+    tokenizer = tokenizer_for(run)
+    gen = run.preset.generation
+    asked = {"fine-tuned": lambda: models.load_finetuned(run.model, run.adapter_dir, [], run.precision,
+                                                         run.preset.train.quantization)}
+    if base:
+        asked["base"] = lambda: models.load_causal_lm(run.model, run.precision, run.preset.train.quantization)
+    rows = [{"text": text} for text in texts]
+    for name, load in asked.items():
+        answers = decode.generate(load(), tokenizer, prompts(run, tokenizer, df), gen.max_new_tokens, gen.batch_size,
+                                  run.device)
+        for row, text in zip(rows, answers, strict=True):
+            row[name] = {"answer": text}
+            if run.dataset.task == "sql":
+                query = sql.extract_sql(text)
+                database = sql.build(schema)
+                row[name].update(query=query, parsed=sql.normalize(query) is not None if query else False,
+                                 runs_on_schema=bool(query) and sql.execute(database, query).rows is not None)
+                database.close()
+    return rows
 
 
 def speed(run: Run, model, tokenizer, test: pd.DataFrame) -> dict:
