@@ -126,6 +126,11 @@ def test_normalization_ignores_case_spacing_and_a_semicolon():
     assert sql.normalize("select  Name FROM singer where AGE>3;") == same
     assert sql.normalize("SELECT name FROM singer WHERE age > 3") != sql.normalize("SELECT name FROM singer")
     assert sql.normalize("SELECT FROM WHERE (") is None
+    # an answer that repeats the schema: sqlglot parses it but cannot write it back (KeyError)
+    repeated = 'CREATE TABLE "airports" ("City" TEXT, "AirportCode" TEXT, PRIMARY KEY ("airlines"))'
+    assert sql.normalize(repeated) is None
+    assert sql.score(repeated, "SELECT count(*) FROM airports", sql.fillings(
+        'CREATE TABLE "airports" ("City" TEXT, "AirportCode" TEXT)', [])).parsed is False
 
 
 def test_every_spider_gold_query_runs_and_matches_itself(mirror_path):

@@ -287,14 +287,14 @@ def orders(query: str) -> bool:
 
 
 def normalize(query: str) -> str | None:
-    """sqlglot's canonical SQLite form (identifiers lower-cased), or None where it does not parse."""
+    """sqlglot's canonical SQLite form (identifiers lower-cased), or None where it does not parse or
+    sqlglot cannot write it back (a generated answer is any text: a repeated CREATE TABLE whose key
+    names a column it lacks made sqlglot's SQLite writer raise KeyError in a Spider run)."""
     try:
         tree = sqlglot.parse_one(query.strip().rstrip(";"), read="sqlite")
-    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+        return None if tree is None else tree.sql(dialect="sqlite", normalize=True)
+    except (sqlglot.errors.SqlglotError, LookupError, ValueError, TypeError, AttributeError):
         return None
-    if tree is None:
-        return None
-    return tree.sql(dialect="sqlite", normalize=True)
 
 
 @dataclass(frozen=True)
