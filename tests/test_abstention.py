@@ -111,3 +111,21 @@ def test_the_comparison_shows_abstention_only_where_there_were_examples():
     assert list(view.index) == ["head", "json"]
     assert {"abstain AUROC (low confidence)", "should-abstain texts abstained (generated)"} <= set(view.columns)
     assert views.abstention_view(table.drop(columns="abstention_examples")).empty
+
+
+def test_a_balanced_train_split_leaves_the_majority_baseline_to_the_data_as_drawn(file_dataset, own_data_cache,
+                                                                                  reviews):
+    """`balance: true` makes the train split's classes a tie; the majority-class baseline then reads
+    the validation split, whose shares are the data's (91 % of the labelled reviews are positive)."""
+    from helpers.data.splits import as_drawn
+    from helpers.evaluate.quality import majority_baseline
+
+    spec = file_dataset(reviews, label_map=STARS, abstain_labels=["r3"])
+    balanced = load_splits(spec, preset(balance=True), seed=1)
+    assert balanced.train["label"].value_counts().nunique() == 1  # a tie: its "majority" would be arbitrary
+    drawn = as_drawn(balanced, preset(balance=True))
+    assert drawn is balanced.validation
+    baseline = majority_baseline(drawn["label"].to_numpy(), balanced.test["label"].to_numpy(), [0, 1])
+    assert baseline["majority_label"] == 1 and baseline["accuracy"] > 0.85
+    plain = load_splits(spec, preset(), seed=1)
+    assert as_drawn(plain, preset()) is plain.train

@@ -36,7 +36,7 @@ from helpers.adapters.predict import DecisionRules, load_predictor
 from helpers.config import ConfigError
 from helpers.core.io import write_json
 from helpers.core.paths import display_path, experiments_dir
-from helpers.data.splits import load_splits, sample
+from helpers.data.splits import as_drawn, load_splits, sample
 from helpers.evaluate import quality, significance
 from helpers.pipeline.run import reopen_run
 
@@ -150,7 +150,7 @@ def evaluate_adapter(adapter: str, dataset: str, preset: str | None = None, spli
 
     to_adapter = np.array([adapter_labels.index(mapping[label]) for label in splits.labels])
     y_true = to_adapter[frame["label"].to_numpy(dtype=int)]
-    y_train = to_adapter[splits.train["label"].to_numpy(dtype=int)]
+    y_train = to_adapter[as_drawn(splits, chosen)["label"].to_numpy(dtype=int)]
     scored = sorted({int(i) for i in to_adapter})  # the adapter labels the dataset's labels map to
     texts = frame["text"].astype(str).tolist()
     rows = (predict or load_predictor(adapter).predict)(texts)

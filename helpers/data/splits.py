@@ -58,6 +58,13 @@ def _balance(df: pd.DataFrame, seed: int) -> pd.DataFrame:
             .sample(frac=1, random_state=seed).reset_index(drop=True))
 
 
+def as_drawn(splits: DatasetSplits, preset: Preset) -> pd.DataFrame:
+    """The labelled split whose classes keep the data's shares, for the majority-class baseline:
+    train, or under `balance` (a train split balanced by construction, whose "majority" is a tie)
+    validation, drawn from the data as it is."""
+    return splits.validation if preset.balance else splits.train
+
+
 def calibration_cap(preset: Preset) -> int | None:
     return preset.max_validation if preset.max_calibration is None else preset.max_calibration
 
@@ -88,8 +95,8 @@ def _hold_apart(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame
 
 def _draw_abstentions(held: dict[str, pd.DataFrame], sizes: dict[str, int], share: float, seed: int) -> pd.DataFrame:
     """Abstention examples for test, validation and train, as many per split as the source has per
-    labelled row (`share`), without overlap: from the source's own split where it has one with
-    abstentions, else from its train split's (a source train split's abstentions are never test)."""
+    labelled row (`share`), without overlap: a split the source has takes its own abstentions, a
+    split carved from train takes them from the train split's."""
     pool = held.get("train", empty_split()).sample(frac=1, random_state=seed)
     drawn = []
     for name in ABSTAIN_SPLITS:
@@ -132,7 +139,7 @@ def load_splits(spec: DatasetSpec, preset: Preset, seed: int, data_dir: str | No
                                 f"rows of {spec.holdout_by} {spec.holdout_group!r} ({column}), the test split before "
                                 f"the max_test cap; train, validation and calibration come from the other groups"))
     frames, held = _hold_apart(frames) if spec.abstain_labels else (frames, {})
-    abstain_share = sum(map(len, held.values())) / sum(map(len, frames.values()))  # per labelled row
+    abstain_share = sum(map(len, held.values())) / max(1, sum(map(len, frames.values())))  # per labelled row
     train = frames["train"]
     if "test" not in frames:
         train, frames["test"] = _carve(train, max(1, round(0.2 * len(train))), seed)

@@ -9,7 +9,7 @@ from helpers import metrics
 from helpers.core.io import atomic_write_text
 from helpers.data.context import model_texts, token_values
 from helpers.data.records import DataError
-from helpers.data.splits import read_splits
+from helpers.data.splits import as_drawn, read_splits
 from helpers.evaluate import abstention, calibration, prompts, quality, significance, uncertainty
 from helpers.evaluate.inference import predict_proba
 from helpers.generate import stage as generation
@@ -90,7 +90,7 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
     for prefix, values in (("prob", probs), ("raw_prob", raw)):
         for i, name in enumerate(splits.labels):
             predictions[f"{prefix}_{name}"] = values[:, i]
-    majority = quality.majority_baseline(splits.train["label"].to_numpy(), y_true, label_ids)
+    majority = quality.majority_baseline(as_drawn(splits, run.preset)["label"].to_numpy(), y_true, label_ids)
     record = {
         **quality.classification_metrics(y_true, y_pred, label_ids),
         **significance.quality_cis(y_true, y_pred, label_ids, seed=run.seed),
