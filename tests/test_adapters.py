@@ -246,8 +246,9 @@ def test_merge_cat_is_the_weighted_sum_of_updates_and_heads_and_predicts(run_dir
 
     results = read_json(merged / "results.json")
     assert results["merge"]["parents"] == [
-        {"id": a, "weight": w, "dataset": registry.get_adapter(a).dataset,
+        {"id": a, "weight": w, "dataset": registry.get_adapter(a).dataset, "labels": registry.get_adapter(a).labels,
          "accuracy": registry.get_adapter(a).metrics["accuracy"]} for a, w in weights.items()]
+    assert results["merge"]["label_map"] == {}
     assert results["data_fingerprint"] == read_json(run_dir / "results.json")["data_fingerprint"]
     assert record.metrics["accuracy"] == results["accuracy"]
 

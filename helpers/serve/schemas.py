@@ -96,6 +96,18 @@ class GenerateRequest(PredictRequest):
 LabelName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+def _one_equals_sign(label_map: dict[str, str]) -> dict[str, str]:
+    """A job's label map travels as `--label-map SOURCE=TARGET` arguments: no '=' in a source label."""
+    clashing = [label for label in label_map if "=" in label]
+    if clashing:
+        raise ValueError(f"label_map: label {clashing[0]!r} holds '=', which the job's command line "
+                         f"(--label-map SOURCE=TARGET) cannot carry")
+    return label_map
+
+
+JobLabelMap = Annotated[dict[LabelName, LabelName], Field(max_length=256), AfterValidator(_one_equals_sign)]
+
+
 class WeightedAdapterIn(Strict):
     id: AdapterId
     weight: float = Field(allow_inf_nan=False)
@@ -108,16 +120,8 @@ class MergeRequest(Strict):
     density: float | None = Field(default=None, gt=0, le=1)
     dataset: Name | None = None
     # a parent's label = the evaluated parent's (either way round), for heads with other label names
-    label_map: dict[LabelName, LabelName] = Field(default_factory=dict, max_length=256)
+    label_map: JobLabelMap = Field(default_factory=dict)
     force: bool = False
-
-    @model_validator(mode="after")
-    def _one_equals_sign(self) -> MergeRequest:
-        clashing = [label for label in self.label_map if "=" in label]
-        if clashing:
-            raise ValueError(f"label_map: label {clashing[0]!r} holds '=', which the job's command line "
-                             f"(--label-map PARENT_LABEL=LABEL) cannot carry")
-        return self
 
 
 class TrainForm(Strict):
@@ -215,17 +219,9 @@ class EvaluationJobRequest(Strict):
     dataset: Name
     preset: Name | None = None
     split: Literal["test", "validation"] = "test"
-    label_map: dict[LabelName, LabelName] = Field(default_factory=dict, max_length=256)
+    label_map: JobLabelMap = Field(default_factory=dict)  # as /evaluate's; a label holding '=': use /evaluate
     max_examples: int | None = Field(default=None, ge=1)
     seed: int = 1337
-
-    @model_validator(mode="after")
-    def _one_equals_sign(self) -> EvaluationJobRequest:
-        clashing = [label for label in self.label_map if "=" in label]
-        if clashing:
-            raise ValueError(f"label_map: dataset label {clashing[0]!r} holds '=', which the job's command line "
-                             f"(--label-map DATASET_LABEL=ADAPTER_LABEL) cannot carry; use /evaluate")
-        return self
 
 
 class MajorityBaseline(BaseModel):
