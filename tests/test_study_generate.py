@@ -67,6 +67,20 @@ def test_predictions_keep_every_answer_verbatim_and_agree_with_the_metrics(run_d
     assert abs(probs.sum(axis=1) - 1).max() < 1e-6
 
 
+def test_generate_answers_new_texts_as_the_run_answered_its_test_split(run_dir):
+    from helpers.data.splits import read_splits
+
+    texts = read_splits(run_dir / "data").test["text"].tolist()
+    rows = answer_texts(run_dir, texts, base=True)  # one batch, as 03_evaluate generated them
+    predictions = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
+    assert [row["fine-tuned"]["answer"] for row in rows] == predictions["answer"].tolist()
+    raw = predictions[[c for c in predictions if c.startswith("raw_prob_")]].to_numpy()
+    labels = read_json(run_dir / "results.json")["quality"]["labels"]
+    mine = [[row["fine-tuned"]["probabilities"][label] for label in labels] for row in rows]
+    assert abs(raw - mine).max() < 1e-3  # before the run's recalibration, rounded to 4 places
+    assert all(row["base"]["read_as"] in {"json", "repaired", "regex", "none"} for row in rows)
+
+
 def test_the_comparison_and_report_show_the_generated_answers(run_dir):
     comparison = read_json(run_dir.parent / "comparison.json")
     assert comparison["runs"][0]["parse_rate"] == read_json(run_dir / "results.json")["quality"]["parse_rate"]
