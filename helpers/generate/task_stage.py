@@ -199,17 +199,20 @@ def answer_texts(run: Run, texts: list[str], base: bool = False, schema: str | N
     if base:
         asked["base"] = lambda: models.load_causal_lm(run.model, run.precision, run.preset.train.quantization)
     rows = [{"text": text} for text in texts]
+    database = sql.build(schema) if run.dataset.task == "sql" else None  # the schema, empty, read-only:
+    if database is not None:                                               # one answer cannot change it for the next
+        database.execute("PRAGMA query_only = 1")
     for name, load in asked.items():
         answers = decode.generate(load(), tokenizer, prompts(run, tokenizer, df), gen.max_new_tokens, gen.batch_size,
                                   run.device)
         for row, text in zip(rows, answers, strict=True):
             row[name] = {"answer": text}
-            if run.dataset.task == "sql":
+            if database is not None:
                 query = sql.extract_sql(text)
-                database = sql.build(schema)
-                row[name].update(query=query, parsed=sql.normalize(query) is not None if query else False,
+                row[name].update(query=query, parsed=bool(query) and sql.normalize(query) is not None,
                                  runs_on_schema=bool(query) and sql.execute(database, query).rows is not None)
-                database.close()
+    if database is not None:
+        database.close()
     return rows
 
 
