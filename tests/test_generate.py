@@ -7,11 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from transformers import DataCollatorForSeq2Seq
 
 from helpers import config
 from helpers.config import ConfigError
 from helpers.core.device import precision_for
-from helpers.generate import chat, decode
+from helpers.generate import chat, decode, sft
 from helpers.generate.metrics import decision_metrics, jaccard
 from helpers.generate.parse import parse_answer
 from helpers.generate.schema import DECISION_PREFIX, answer_model, render_answer
@@ -125,6 +126,25 @@ def test_the_loss_covers_the_answer_tokens_only(smollm):
         logits = model(input_ids=ids).logits[0, n_prompt - 1:-1]  # the positions that predict the answer
     by_hand = torch.nn.functional.cross_entropy(logits.float(), ids[0, n_prompt:])
     assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_the_training_batch_computes_the_answer_spans_logits_only(smollm):
+    _, tokenizer, model = smollm
+    examples = chat.sft_examples(tokenizer, ["What a lovely morning", "meh"], [GOOD, GOOD], LABELS, None, 64)
+    tokenizer.padding_side = "right"  # as the classifiers' tokenizers are: the collator pads on the left anyway
+    try:
+        batch = sft.collator(tokenizer, "cpu")(examples)
+    finally:
+        tokenizer.padding_side = "left"
+    longest_answer = max(sum(t != chat.IGNORE for t in e["labels"]) for e in examples)
+    assert batch["logits_to_keep"] == longest_answer + 1 < batch["input_ids"].shape[1]
+    assert batch["attention_mask"][:, -1].all()  # padded on the left
+    assert batch["labels"].shape == (2, batch["logits_to_keep"])
+    full = dict(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=chat.IGNORE)(examples))  # every position
+    with torch.no_grad():
+        assert model(**batch).loss.item() == pytest.approx(model(**full).loss.item(), rel=1e-5)
+        assert model(**batch).logits.shape[1] == batch["logits_to_keep"]
+    assert sft.answer_loss(model, tokenizer, examples, 2, "cpu") == pytest.approx(model(**full).loss.item(), rel=1e-5)
 
 
 def test_label_probabilities_are_the_lms_softmax_at_the_decision(smollm):

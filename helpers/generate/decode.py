@@ -72,7 +72,7 @@ def label_probabilities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     with cpu_threads(device):
         for done, batch in enumerate(batches, start=1):
             inputs = _left_padded(tokenizer, [prompts[i] + DECISION_PREFIX for i in batch], device)
-            logits = model(**inputs).logits[:, -1, :].float()
+            logits = model(**inputs, logits_to_keep=1).logits[:, -1, :].float()  # the last position's only
             out.append(torch.softmax(logits[:, ids], dim=-1).cpu().numpy())
             progress.report("label probabilities", done, len(batches))
     return np.concatenate(out) if out else np.zeros((0, len(labels)))

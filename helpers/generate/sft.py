@@ -29,10 +29,35 @@ def answers(df: pd.DataFrame, labels: list[str]) -> list[str]:
             else render_answer(labels[label], rationale) for label, rationale in zip(df["label"], rationales, strict=True)]
 
 
-def collator(tokenizer: PreTrainedTokenizerBase, device: str) -> DataCollatorForSeq2Seq:
-    """Pads a batch of supervised examples, the padding's labels ignored by the loss."""
-    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=chat.IGNORE, padding=True,
-                                  pad_to_multiple_of=pad_multiple(device))
+def answer_span(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | int]:
+    """The batch with `logits_to_keep`: the LM head runs from the position before the batch's first
+    answer token on, the positions the loss reads, and `labels` cut to them (the model shifts them by
+    one, so position i still predicts token i + 1). The loss is unchanged; the prompt's logits are
+    never computed."""
+    answered = (batch["labels"] != chat.IGNORE).any(dim=0).nonzero()
+    width = batch["labels"].shape[1]
+    keep = width - max(int(answered[0]) - 1, 0) if len(answered) else 1
+    return {**batch, "labels": batch["labels"][:, width - keep:], "logits_to_keep": keep}
+
+
+def collator(tokenizer: PreTrainedTokenizerBase, device: str):
+    """Pads a batch of supervised examples on the left (every answer ends at the last position, so the
+    batch's answer span is as long as its longest answer; RoPE sees the same relative positions) and
+    keeps the logits of that span only (`answer_span`), the padding's labels ignored by the loss.
+    Measured on Gemma 3 (its head is 168M of its 268M weights, a 262k vocabulary), a LoRA step on
+    Tweet Sentiment Extraction (4 x 121 tokens, 29 of them answer; 2 idle cores): 2.97 s against 5.0 s
+    with every position's logits (3.34 s padded on the right), the same loss to 5 decimals."""
+    pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=chat.IGNORE, padding=True,
+                                 pad_to_multiple_of=pad_multiple(device))
+
+    def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor | int]:
+        side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        try:
+            return answer_span(dict(pad(features)))
+        finally:
+            tokenizer.padding_side = side
+    return collate
 
 
 def fit_examples(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train: list[dict[str, list[int]]],
@@ -72,11 +97,14 @@ def answer_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, exam
     total, count = 0.0, 0
     with cpu_threads(device):
         for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in pad(examples[start:start + batch_size]).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            batch = {k: v.to(device) if torch.is_tensor(v) else v
+                     for k, v in pad(examples[start:start + batch_size]).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           logits_to_keep=batch["logits_to_keep"]).logits.float()
             targets = batch["labels"][:, 1:]
-            losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets,
-                                                       ignore_index=chat.IGNORE, reduction="sum")
+            # flattened as the model's own loss is (a (batch, vocab, length) input reduces differently, ~1e-4)
+            losses = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                       targets.reshape(-1), ignore_index=chat.IGNORE, reduction="sum")
             total += float(losses)
             count += int((targets != chat.IGNORE).sum())
     if count == 0:
