@@ -54,6 +54,32 @@ def test_the_verdict_counts_significant_seeds_and_failures():
         "No model finished on x")
 
 
+def test_the_verdict_says_base_against_fine_tuned_plainly_either_way():
+    table = ranking(model=["sql-ft", "math-ft", "head"], base_accuracy=[0.10, 0.08, None],
+                    p_vs_base=[0.0093, 0.25, None], accuracy=[0.212, 0.02, 0.01])
+    text = summary.verdict(summary.DatasetSummary("spider", table, pairwise(False, 0.5), [], 80))
+    assert ("Fine-tuned, sql-ft is 11.2 points ahead of its base model on the same test prompts "
+            "(0.212 against 0.100; exact McNemar p = 0.0093: a significant difference).") in text
+    assert "math-ft is 6.0 points behind its base model" in text and "p = 0.25: not significant at α = 0.05" in text
+    assert "head is" not in text  # a model without a base-model comparison says nothing
+    seeds = summary.verdict(summary.DatasetSummary("spider", table.assign(n_seeds=3), pairwise(False, 0.5), [], 80))
+    assert "(0.212 against 0.100; mean of 3 seeds)" in seeds
+    alone = summary.verdict(summary.DatasetSummary("spider", table.head(1), pd.DataFrame(), [], 80))
+    assert alone.startswith("On spider, sql-ft (the only model) scores 0.212 (0.890–0.930) on 80 test examples.")
+    assert alone.endswith("sql-ft answers in 120 ms (median latency); it trained in 30.0 min, 1,000,000 trainable "
+                          "parameters.") and "fastest" not in alone
+
+
+def test_page_one_reads_the_test_size_from_the_runs(tmp_path):
+    from helpers.compare.runs import results_table
+    from helpers.core.io import write_json
+    table = results_table([{"model_name": "m", "seed": 1, "accuracy": 0.5, "quality": {"test_examples": 80}}])
+    (tmp_path / "spider").mkdir()
+    write_json(tmp_path / "spider" / "comparison.json",
+               {"ranking": [], "pairwise": [], "runs": table.to_dict("records")})
+    assert summary.load_summary(tmp_path, "spider").test_examples == 80
+
+
 def test_the_ranking_table_is_narrow_and_reads_like_a_paper():
     table = summary.ranking_table([summary.DatasetSummary("sst2", ranking(), pairwise(True, 0.01), [], 100)])
     assert list(table.columns) == ["model", "score", "accuracy (95 % CI)", "macro F1 (95 % CI)", "p vs majority",

@@ -79,8 +79,10 @@ def results_table(results: list[dict]) -> pd.DataFrame:
         row.update(_baseline_columns(quality))
         row.update(_group_columns(quality))
         row["data_fingerprint"] = r.get("data_fingerprint")
+        row["test_examples"] = quality.get("test_examples")  # page one's "on N test examples"
         rows.append(row)
-    fixed = [*RUN_COLUMNS, "label_type", *top, *_derived_columns({}), *quality_keys, "data_fingerprint"]
+    fixed = [*RUN_COLUMNS, "label_type", *top, *_derived_columns({}), *quality_keys, "data_fingerprint",
+             "test_examples"]
     extra = sorted({k for row in rows for k in row} - set(fixed))
     return pd.DataFrame(rows, columns=[*fixed, *extra])
 

@@ -86,8 +86,9 @@ def _judged(tests: pd.DataFrame, test: str) -> str:
 
 def verdict(summary: DatasetSummary) -> str:
     """Three to four sentences: the most accurate model with its CI, its margin over the runner-up
-    and whether McNemar tells them apart, its margin over the majority class, the fastest and the
-    cheapest to train."""
+    and whether McNemar tells them apart, its margin over the majority class, base against
+    fine-tuned where a run's base model answered the same prompts, the fastest and the cheapest
+    to train."""
     ranking = summary.ranking
     if ranking.empty:
         return " ".join([f"No model finished on {summary.dataset}: nothing to compare.", *_failure_sentences(summary)])
@@ -97,20 +98,24 @@ def verdict(summary: DatasetSummary) -> str:
     else:
         by_accuracy = ranking.sort_values(["accuracy", "rank"], ascending=[False, True]).reset_index(drop=True)
         best = by_accuracy.iloc[0]
-        sentences = _accuracy_sentences(summary, by_accuracy)
+        sentences = _accuracy_sentences(summary, by_accuracy) + _base_sentences(by_accuracy)
+    alone = len(ranking) == 1  # its speed and cost, with no "fastest" among one
     speed = []
-    if ranking["latency_median_ms"].notna().any():
+    if ranking["latency_median_ms"].notna().any() and alone:
+        speed.append(f"{best['model']} answers in {best['latency_median_ms']:.0f} ms (median latency)")
+    elif ranking["latency_median_ms"].notna().any():
         fastest = ranking.loc[ranking["latency_median_ms"].idxmin()]
         factor = best["latency_median_ms"] / fastest["latency_median_ms"]
         speed.append(f"the fastest is {fastest['model']} ({fastest['latency_median_ms']:.0f} ms median latency"
                      + (f", {factor:.1f}× faster than {best['model']})" if fastest["model"] != best["model"] else ")"))
     if ranking["training_time_hours"].notna().any():
         cheapest = ranking.loc[ranking["training_time_hours"].idxmin()]
-        speed.append(f"the cheapest to train is {cheapest['model']} ({duration(3600 * cheapest['training_time_hours'])}, "
-                     f"{int(cheapest['trainable_params']):,} trainable parameters)")
+        cost = (f"{duration(3600 * cheapest['training_time_hours'])}, "
+                f"{int(cheapest['trainable_params']):,} trainable parameters")
+        speed.append(f"it trained in {cost}" if alone else f"the cheapest to train is {cheapest['model']} ({cost})")
     if speed:
         text = "; ".join(speed)
-        sentences.append(text[0].upper() + text[1:] + ".")
+        sentences.append((text if alone else text[0].upper() + text[1:]) + ".")  # a model's name keeps its case
     sentences += _failure_sentences(summary)
     return " ".join(sentences)
 
@@ -121,7 +126,8 @@ def _accuracy_sentences(summary: DatasetSummary, by_accuracy: pd.DataFrame) -> l
     best = by_accuracy.iloc[0]
     examples = f" on {summary.test_examples} test examples" if summary.test_examples else ""
     seeds = int(best.get("n_seeds", 1) or 1)
-    sentences = [f"On {summary.dataset}, {best['model']} is the most accurate: "
+    said = "is the most accurate:" if len(by_accuracy) > 1 else "(the only model) scores"
+    sentences = [f"On {summary.dataset}, {best['model']} {said} "
                  f"{interval(best['accuracy'], best.get('accuracy_ci95'))}{examples}"
                  + (f", mean of {seeds} seeds" if seeds > 1 else "") + "."]
     if len(by_accuracy) > 1:
@@ -136,6 +142,26 @@ def _accuracy_sentences(summary: DatasetSummary, by_accuracy: pd.DataFrame) -> l
         sentences.append(f"Always answering the majority class scores {best['baseline_accuracy']:.3f}; {best['model']} "
                          + ("beats it significantly" if significant else "is not significantly better")
                          + f" (exact McNemar p = {_p(best['p_vs_majority'])}).")
+    return sentences
+
+
+def _base_sentences(by_accuracy: pd.DataFrame) -> list[str]:
+    """Base against fine-tuned, for every model whose base model answered the same test prompts (a
+    task run: instruction or SQL): the margin on accuracy and the exact McNemar between the two;
+    said as plainly when the fine-tuned model is not ahead."""
+    sentences = []
+    for _, row in by_accuracy.iterrows():
+        if pd.isna(row.get("base_accuracy")) or pd.isna(row.get("p_vs_base")):
+            continue
+        seeds = int(row.get("n_seeds", 1) or 1)
+        margin = 100 * (row["accuracy"] - row["base_accuracy"])
+        said = ("level with" if abs(margin) < 0.05
+                else f"{abs(margin):.1f} points " + ("ahead of" if margin > 0 else "behind"))
+        test = (f"exact McNemar p = {_p(row['p_vs_base'])}: "
+                + ("a significant difference" if row["p_vs_base"] < ALPHA else f"not significant at α = {ALPHA}")
+                if seeds == 1 else f"mean of {seeds} seeds")
+        sentences.append(f"Fine-tuned, {row['model']} is {said} its base model on the same test prompts "
+                         f"({row['accuracy']:.3f} against {row['base_accuracy']:.3f}; {test}).")
     return sentences
 
 
