@@ -139,10 +139,13 @@ for _key, _label, _better in (
         ("abstain_recall", "should-abstain texts abstained (generated)", True),
         ("abstain_auroc", "abstain AUROC (low confidence)", True),
         ("abstain_recall_selective", "should-abstain texts below the selective threshold", True),
-        ("false_abstain_rate_selective", "labelled texts below the selective threshold", False)):
+        ("false_abstain_rate_selective", "labelled texts below the selective threshold", False),
+        ("abstain_auroc_null", "abstain AUROC (P(null), generated)", True),
+        ("abstain_recall_null", "should-abstain texts at P(null) >= threshold", True),
+        ("false_abstain_rate_null", "labelled texts at P(null) >= threshold", False)):
     register_metric(_key, _label, _better, shown=False)
 ABSTENTION = ("abstention_examples", "abstain_recall", "abstain_rate", "abstain_auroc", "abstain_recall_selective",
-              "false_abstain_rate_selective")
+              "false_abstain_rate_selective", "abstain_auroc_null", "abstain_recall_null", "false_abstain_rate_null")
 register_metric("ttft_ms", "time to first token", False, 1, "ms", "top", shown=False)
 register_metric("decode_tokens_per_sec", "decode speed", True, 1, "tokens/s", "top", shown=False)
 # Task runs (a dataset's `task: instruction | sql`, helpers/generate/task_stage.py), in the `quality`

@@ -135,7 +135,8 @@ generated if len(generated) else Markdown("No model answered by generation.")
 # Where the dataset names raw labels that mean "no decision" (`abstain_labels`, e.g. 3-star
 # reviews), its test abstention examples beside the labelled texts: a generator's written
 # abstentions, and for every model how well its confidence singles them out (AUROC) and how many
-# fall below its selective threshold.
+# fall below its selective threshold; for a generator also its own probability of abstaining,
+# P(null) at the decision: its AUROC, and the shares at or above the threshold chosen on validation.
 
 # %%
 abstaining = views.abstention_view(found.table) if len(found.table) else pd.DataFrame()

@@ -14,7 +14,7 @@ from helpers import config
 from helpers.compare import views
 from helpers.data.records import ABSTAIN
 from helpers.data.splits import fingerprint, load_splits, read_splits, save_splits
-from helpers.evaluate.abstention import abstention_metrics
+from helpers.evaluate.abstention import abstention_metrics, null_metrics
 from helpers.generate.sft import answers
 
 STARS = {"r1": "negative", "r2": "negative", "r4": "positive", "r5": "positive"}  # r3: 3 stars
@@ -102,6 +102,20 @@ def test_abstention_metrics_by_hand():
     assert unreached["abstain_auroc"] == 1.0 and unreached["abstain_recall_selective"] is None
     with pytest.raises(ValueError, match="need abstention examples"):
         abstention_metrics(np.array([]), np.array([0.9]), 0.5)
+
+
+def test_the_null_probability_metrics_by_hand():
+    # validation: abstention examples at 0.30 and 0.10, labelled texts at 0.20, 0.05, 0.01: the threshold
+    # 0.30 keeps one of two against none of three (J = 0.5), 0.10 two of two against one of three (J = 0.67)
+    record = null_metrics(np.array([0.4, 0.08]), np.array([0.2, 0.01, 0.12, 0.09]),
+                          np.array([0.30, 0.10]), np.array([0.20, 0.05, 0.01]))
+    assert record["abstain_null_threshold"] == pytest.approx(0.10)
+    assert record["abstain_recall_null"] == 0.5 and record["false_abstain_rate_null"] == 0.5
+    assert record["abstain_auroc_null"] == pytest.approx(5 / 8)  # 0.4 above all four, 0.08 above one
+    alone = null_metrics(np.array([0.4]), np.array([0.2]), np.array([]), np.array([0.1]))
+    assert alone["abstain_auroc_null"] == 1.0 and alone["abstain_null_threshold"] is None
+    with pytest.raises(ValueError, match="abstention examples"):
+        null_metrics(np.array([]), np.array([0.2]), np.array([]), np.array([]))
 
 
 def test_the_comparison_shows_abstention_only_where_there_were_examples():

@@ -162,6 +162,21 @@ def test_label_probabilities_are_the_lms_softmax_at_the_decision(smollm):
     assert batched.shape == (2, 3) and np.allclose(batched.sum(axis=1), 1)
 
 
+def test_the_abstain_probability_is_null_against_the_labels_quote_at_the_decision(smollm):
+    _, tokenizer, model = smollm
+    prompts = chat.prompts(tokenizer, ["An absolutely wonderful, joyful day with friends", "meh"], LABELS, None, 64)
+    batched = decode.abstain_probabilities(model, tokenizer, prompts, batch_size=2, device="cpu")
+    key, quote, null = decode.abstain_token_ids(tokenizer)
+    assert key == '{"decision":' and tokenizer.decode([null]).strip() == "null"
+    assert tokenizer.decode([quote]).strip() == '"'
+    for value, prompt in zip(batched, prompts, strict=True):
+        encoded = tokenizer(prompt + key, add_special_tokens=False, return_tensors="pt")
+        with torch.no_grad():
+            full = torch.softmax(model(**encoded).logits[0, -1].float(), dim=-1)
+        assert value == pytest.approx(float(full[null] / (full[null] + full[quote])), rel=1e-4)
+    assert batched.shape == (2,) and ((batched > 0) & (batched < 1)).all()
+
+
 def test_labels_sharing_a_first_token_are_refused(smollm):
     _, tokenizer, _ = smollm
     with pytest.raises(decode.LabelTokenError, match="share a first token"):

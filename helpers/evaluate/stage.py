@@ -143,6 +143,10 @@ def abstentions(run: Run, splits, predict, fitted, probs: np.ndarray, threshold:
         rows["answer"] = [a.raw for a in parsed]
         rows["abstained"] = [a.abstain for a in parsed]
         block["abstain_recall"] = float(rows["abstained"].mean())
+        p_null = generation.abstain_predictor(run, *generator, splits.labels)
+        rows["p_null"] = p_null(held)
+        block.update(abstention.null_metrics(rows["p_null"].to_numpy(), p_null(splits.test),
+                                             p_null(splits.abstentions("validation")), p_null(splits.validation)))
     atomic_write_text(run.run_dir / "abstentions.csv", rows.to_csv(index=False))
     return block
 

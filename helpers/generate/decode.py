@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from helpers.core import progress
 from helpers.core.threads import cpu_threads
-from helpers.generate.schema import DECISION_PREFIX
+from helpers.generate.schema import DECISION_PREFIX, NULL_DECISION
 
 END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
 
@@ -61,21 +61,51 @@ def _left_padded(tokenizer: PreTrainedTokenizerBase, texts: list[str], device: s
         tokenizer.padding_side = side
 
 
+def abstain_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[str, int, int]:
+    """The decision key as text ('{"decision":'), then the token that opens a label there (the
+    quote) and the token that writes null (an abstention, helpers/generate/schema.py)."""
+    quoted = tokenizer(DECISION_PREFIX, add_special_tokens=False)["input_ids"]
+    null = tokenizer(NULL_DECISION, add_special_tokens=False)["input_ids"]
+    key = len(quoted) - 1
+    if len(null) != len(quoted) or quoted[:key] != null[:key]:
+        raise LabelTokenError(f"this tokenizer does not split {DECISION_PREFIX!r} and {NULL_DECISION!r} after the "
+                              f"same key: the abstention probability cannot be read at one position")
+    return tokenizer.decode(quoted[:key]), quoted[key], null[key]
+
+
 @torch.no_grad()
+def _next_token_probabilities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                              token_ids: list[int], batch_size: int, device: str, what: str) -> np.ndarray:
+    """(n, tokens): the next-token distribution after each text, restricted to `token_ids` and
+    normalized over them."""
+    ids = torch.tensor(token_ids, device=device)
+    model.eval()
+    out = []
+    batches = _batches(len(texts), batch_size)
+    with cpu_threads(device):
+        for done, batch in enumerate(batches, start=1):
+            inputs = _left_padded(tokenizer, [texts[i] for i in batch], device)
+            logits = model(**inputs, logits_to_keep=1).logits[:, -1, :].float()  # the last position's only
+            out.append(torch.softmax(logits[:, ids], dim=-1).cpu().numpy())
+            progress.report(what, done, len(batches))
+    return np.concatenate(out) if out else np.zeros((0, len(token_ids)))
+
+
 def label_probabilities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                         labels: list[str], batch_size: int, device: str) -> np.ndarray:
     """(n, labels) probabilities of each label's first token after prompt + decision prefix."""
-    ids = torch.tensor(label_token_ids(tokenizer, labels), device=device)
-    model.eval()
-    out = []
-    batches = _batches(len(prompts), batch_size)
-    with cpu_threads(device):
-        for done, batch in enumerate(batches, start=1):
-            inputs = _left_padded(tokenizer, [prompts[i] + DECISION_PREFIX for i in batch], device)
-            logits = model(**inputs, logits_to_keep=1).logits[:, -1, :].float()  # the last position's only
-            out.append(torch.softmax(logits[:, ids], dim=-1).cpu().numpy())
-            progress.report("label probabilities", done, len(batches))
-    return np.concatenate(out) if out else np.zeros((0, len(labels)))
+    return _next_token_probabilities(model, tokenizer, [p + DECISION_PREFIX for p in prompts],
+                                     label_token_ids(tokenizer, labels), batch_size, device, "label probabilities")
+
+
+def abstain_probabilities(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                          batch_size: int, device: str) -> np.ndarray:
+    """(n,) the probability of writing null rather than opening a label at the decision, after
+    prompt + '{"decision":', normalized over the two: greedy decoding abstains where it is above
+    0.5, and it ranks the texts by how near the model came to abstaining."""
+    key, quote, null = abstain_token_ids(tokenizer)
+    return _next_token_probabilities(model, tokenizer, [p + key for p in prompts], [quote, null], batch_size,
+                                     device, "abstain probabilities")[:, 1]
 
 
 def schema_constraint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, schema: dict):

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, create_model
 
 DECISION_PREFIX = '{"decision": "'
+NULL_DECISION = '{"decision": null'  # an abstention's first tokens: null where a label's quote would open
 
 
 def answer_model(labels: list[str]) -> type[BaseModel]:

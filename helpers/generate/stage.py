@@ -57,6 +57,16 @@ def probability_predictor(run: Run, model, tokenizer, labels: list[str]):
     return predict
 
 
+def abstain_predictor(run: Run, model, tokenizer, labels: list[str]):
+    """p_null(df) -> (n,) the model's probability of abstaining at the decision (decode.abstain_probabilities)."""
+    def p_null(df: pd.DataFrame) -> np.ndarray:
+        if df.empty:
+            return np.zeros(0)
+        return decode.abstain_probabilities(model, tokenizer, prompts_for(run, tokenizer, df["text"].tolist(), labels),
+                                            run.preset.train.eval_batch_size, run.device)
+    return p_null
+
+
 def written_answers(run: Run, model, tokenizer, df: pd.DataFrame, labels: list[str]) -> list[ParsedAnswer]:
     """The model's generated answers to the texts of `df`, parsed (helpers/generate/parse.py)."""
     gen = run.preset.generation
