@@ -243,6 +243,29 @@ def test_a_study_side_by_side_or_on_ray_gives_the_serial_numbers(tmp_path, mirro
             assert other["quality"][key] == serial["quality"][key], (name, key)
         assert ((folders[name] / "predictions.csv").read_text()
                 == (folders["exec_serial"] / "predictions.csv").read_text()), name
+    for folder in folders.values():  # a reviewer's rerun of any stage gets the thread count it ran with
+        commands = (folder / "reproduce.sh").read_text().splitlines()[3:]
+        assert len(commands) == 4 and all(c.startswith("SENTICOMPARE_THREADS=1 papermill ") for c in commands)
+
+
+def test_reproduce_sh_sets_the_thread_count_each_stage_ran_with(tmp_path, monkeypatch):
+    from helpers.pipeline.notebooks import pin_threads_in_reproduce, reproduce_command
+
+    monkeypatch.delenv("SENTICOMPARE_THREADS", raising=False)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    stages = ("01_data", "02_train", "04_speed")
+    (run_dir / "reproduce.sh").write_text("#!/usr/bin/env bash\nset -e\n"
+                                          + "".join(reproduce_command(s, run_dir) + "\n" for s in stages))
+    pin_threads_in_reproduce(run_dir, "02_train", {"SENTICOMPARE_THREADS": "1"})  # a local worker's share
+    lines = (run_dir / "reproduce.sh").read_text().splitlines()
+    assert lines[3] == "SENTICOMPARE_THREADS=1 " + reproduce_command("02_train", run_dir)
+    assert lines[2] == reproduce_command("01_data", run_dir) and lines[4] == reproduce_command("04_speed", run_dir)
+    pin_threads_in_reproduce(run_dir, "02_train", {})  # rerun without a pin: the plain command again
+    assert (run_dir / "reproduce.sh").read_text().splitlines()[3] == reproduce_command("02_train", run_dir)
+    monkeypatch.setenv("SENTICOMPARE_THREADS", "2")  # the user's own pin reaches every kernel
+    pin_threads_in_reproduce(run_dir, "04_speed", {})
+    assert (run_dir / "reproduce.sh").read_text().splitlines()[4].startswith("SENTICOMPARE_THREADS=2 papermill ")
 
 
 def test_a_kernel_gets_its_own_environment_and_the_runners_stays(tmp_path, monkeypatch):

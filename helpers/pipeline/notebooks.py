@@ -26,6 +26,7 @@ from traitlets import CaselessStrEnum
 
 from helpers.core.io import atomic_write_text
 from helpers.core.paths import NOTEBOOKS_DIR, PROJECT_ROOT, display_path
+from helpers.core.threads import ENV as THREADS_ENV
 
 # Quiet the kernels: library progress bars and load reports belong in logs, not the report.
 KERNEL_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
@@ -112,6 +113,21 @@ def reproduce_command(stage: str, run_dir: Path) -> str:
     rel = display_path(run_dir)
     return (f"papermill notebooks/{stage}.ipynb {shlex.quote(rel + '/' + stage + '.rerun.ipynb')} "
             f"-f {shlex.quote(rel + '/params.yaml')} --cwd .")
+
+
+def pin_threads_in_reproduce(run_dir: Path, stage: str, env: dict[str, str]) -> None:
+    """Where the stage's kernel ran on a pinned CPU thread count (a `local` worker's share of the
+    cores, a Ray task's num_cpus, or the user's SENTICOMPARE_THREADS), its line in reproduce.sh
+    sets the same count: another count sums floating point in another order, and a reviewer's rerun
+    must give the recorded numbers."""
+    path = run_dir / "reproduce.sh"
+    if not path.is_file():
+        return
+    threads = env.get(THREADS_ENV) or os.environ.get(THREADS_ENV)
+    command = reproduce_command(stage, run_dir)
+    line_now = f"{THREADS_ENV}={shlex.quote(threads)} {command}" if threads else command
+    lines = [line_now if line.endswith(command) else line for line in path.read_text().splitlines()]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def execute_notebook(notebook: Path, output: Path, params: dict[str, Any], env: dict[str, str] | None = None) -> None:

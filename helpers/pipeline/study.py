@@ -30,8 +30,8 @@ from helpers.core.paths import bench_notebook, display_path, experiments_dir, re
 from helpers.data import load_splits
 from helpers.pipeline import adapters, executors, holdout
 from helpers.pipeline.lock import study_lock
-from helpers.pipeline.notebooks import (clean_kernel_leftovers, error_summary, execute_notebook, reproduce_command,
-                                        sync_notebooks)
+from helpers.pipeline.notebooks import (clean_kernel_leftovers, error_summary, execute_notebook,
+                                        pin_threads_in_reproduce, reproduce_command, sync_notebooks)
 from helpers.pipeline.run import STAGES
 
 log = logging.getLogger(__name__)
@@ -237,6 +237,7 @@ class NotebookStages:
             try:
                 with progress.shown(plan.run_dir / PROGRESS_FILE,
                                     lambda line, where=where: self._show(f"{where} · {line}")) as progress_env:
+                    pin_threads_in_reproduce(plan.run_dir, stage, env)
                     execute_notebook(self.notebooks[stage], plan.run_dir / f"{stage}.ipynb", plan.params,
                                      env={**env, **progress_env})
             except Exception as exc:  # a failed model must not take the study down
