@@ -79,6 +79,7 @@ register_metric("latency_p99_ms", "latency P99", False, 1, "ms", "top")
 register_metric("ttft_mean_ms", "time to first prediction", False, 1, "ms", "top")
 register_metric("throughput_samples_per_sec", "throughput", True, 2, "samples/s", "top")
 register_metric("throughput_tokens_per_sec", "throughput", True, 0, "tokens/s", "top")
+register_metric("inference_mfu", "inference MFU", True, 3, "", "top")  # batched pass, over a matmul measured beside it
 register_metric("peak_rss_mb", "peak RSS", False, 0, "MB", "top")
 register_metric("memory_allocated_mb", "GPU memory allocated", False, 0, "MB", "top")
 register_metric("memory_reserved_mb", "GPU memory reserved", False, 0, "MB", "top")

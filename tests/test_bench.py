@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import mmap
+import os
 import time
 from pathlib import Path
 
@@ -107,6 +108,29 @@ def test_reference_training_counts_only_real_tokens(tiny, tmp_path):
     real = sum(len(ids) for ids in tokenizer(df["text"].tolist())["input_ids"])
     assert result.steps == 2 and len(result.step_seconds) == 2
     assert sum(result.step_tokens) == result.train_tokens == real
+
+
+def test_compiled_training_is_the_eager_training_in_whole_graphs(tiny, tmp_path):
+    """`train.compile` on a CPU: the graphs a GPU would replay as CUDA graphs (reduce-overhead) are
+    the eager steps' arithmetic, with no graph break in the forward and backward (a break would
+    leave part of every step to host-launched kernels), and the process's later Trainers stay eager."""
+    from torch._dynamo.utils import counters
+
+    tokenizer = models.load_tokenizer(tiny)
+    df = pd.DataFrame({"text": TEXTS[:8], "label": [1, 0, 1, 0] * 2})
+    losses, breaks, graphs = {}, {}, {}
+    for mode in ("none", "default"):
+        cfg = dataclasses.replace(config.TrainConfig(), batch_size=4, max_steps=2, lora_dropout=0.0, compile=mode)
+        model = measure.lora_model(tiny, LABELS, CPU, cfg, tokenizer, 0)
+        torch._dynamo.reset()
+        counters.clear()
+        result = trainer.train(model, tokenizer, df, cfg, CPU, 32, 0, tmp_path / mode)
+        losses[mode] = [entry["loss"] for entry in result.log_history if "loss" in entry]
+        breaks[mode] = dict(counters["graph_break"])
+        graphs[mode] = counters["stats"]["unique_graphs"]
+    assert len(losses["none"]) == 2 and losses["default"] == pytest.approx(losses["none"], rel=1e-4)
+    assert graphs["none"] == 0 and graphs["default"] >= 1 and breaks["default"] == {}
+    assert not [key for key in os.environ if key.startswith(trainer.DYNAMO_ENV)]
 
 
 def test_step_clock_synchronizes_cuda_before_each_clock_read(monkeypatch):
@@ -218,6 +242,18 @@ def tiny_bench(tmp_path: Path) -> bench_config.BenchConfig:
     )
 
 
+def test_accuracy_on_the_test_split_scores_1000_reviews_and_times_only_the_infer_examples():
+    cfg = bench_config.load_bench(PARAMS_DIR / "bench-accuracy.yaml")
+    data = cfg.dataset("finefoods")
+    assert (data.max_length, data.accuracy_split, data.validation_examples) == (256, "test", 1000)
+    splits = bench.bench_splits(data, cfg)
+    assert len(measure.scored(splits, data)) == 1000  # the validation split holds at most 800 of these reviews
+    assert measure.timed_texts(splits, data) == splits.test["text"].head(data.infer_examples).tolist()
+    assert len(splits.train) == data.train_examples
+    with pytest.raises(config.ConfigError, match="accuracy_split"):
+        dataclasses.replace(data, accuracy_split="train")
+
+
 def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("SENTICOMPARE_REPORTS", str(tmp_path / "reports"))
     written = bench.run_bench(tiny_bench(tmp_path), out_dir=tmp_path / "bench", publish=True)
@@ -234,7 +270,13 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert [(r["max_length"], r["examples"]) for r in record["scaling"]] == [(16, 4), (16, 8), (32, 4), (32, 8)]
     assert record["flops"]["linear_weights"] == hand_count()
     assert record["environment"]["torch_threads"] >= 1 and "loadavg_1m" in record["load"]["start"]
-    assert set(record["targets"]) >= {"train_speedup_2x", "train_mfu_50", "infer_speedup_2x", "infer_mfu_50"}
+    assert set(record["targets"]) >= {"train_speedup_2x", "train_mfu_50", "infer_speedup_2x", "infer_mfu_50",
+                                      "val_accuracy_equal"}
+    paired = record["val_mcnemar"]  # the two paths' answers on the same validation examples
+    assert paired["examples"] == record["data"]["validation_examples"] and 0 < paired["p_value"] <= 1
+    assert (paired["ours_only_correct"] - paired["reference_only_correct"]) / paired["examples"] == pytest.approx(
+        record["val_accuracy_ours"] - record["val_accuracy_reference"])
+    assert record["targets"]["val_accuracy_equal"] is False  # too few examples to call them equal
     records = tables.load_results(tmp_path / "bench")
     assert list(tables.summary_table(records).index) == [("sst2", "smollm2-135m")]
     assert set(tables.inference_table(records)["batch_size"]) == {1, 4}

@@ -70,6 +70,12 @@ def test_results_hold_the_seed_format_and_agree_with_predictions(tiny_study):
     assert 0 < results["trainable_params"] < results["total_params"]
     assert results["latency_p99_ms"] >= results["latency_median_ms"] > 0
     assert results["speed"]["matmul_peak"]["gflops"] > 0  # the host's speed beside its timings
+    # MiniLM-L6's per-token linear layers: 6 x (4 x 384^2 + 2 x 384 x 1,536); no embeddings, pooler or head
+    assert results["speed"]["inference_flops_per_token"] == 2 * 6 * (4 * 384**2 + 2 * 384 * 1536)
+    assert results["inference_mfu"] == pytest.approx(
+        results["throughput_tokens_per_sec"] * results["speed"]["inference_flops_per_token"]
+        / (results["speed"]["matmul_peak"]["gflops"] * 1e9))
+    assert 0 < results["inference_mfu"] < 1
     assert results["environment"]["packages"]["torch"]
     import pandas as pd
 

@@ -28,9 +28,14 @@ class BenchData:
     infer_examples: int
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])  # inference, both paths
     extras: bool = False  # QLoRA (every model), threads and scaling (their models) are measured here
+    # Where both paths' accuracy is scored: the validation split (at most a fifth of a source's
+    # training rows: 800 Fine Foods reviews) or the held-out test split (1,000), for the paired test's
+    # 1,000 examples. `validation_examples` caps either.
+    accuracy_split: str = "validation"
 
     def __post_init__(self) -> None:
         check(self, [
+            ("accuracy_split", "validation or test", lambda v: v in ("validation", "test")),
             ("max_length", f"at least {MIN_MAX_LENGTH} tokens", lambda v: v >= MIN_MAX_LENGTH),
             ("train_examples", "a positive integer", _positive),
             ("validation_examples", "a positive integer", _positive),

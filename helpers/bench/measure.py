@@ -16,6 +16,7 @@ from helpers.bench import baseline
 from helpers.bench.config import BenchConfig, BenchData
 from helpers.core import threads
 from helpers.core.device import Precision
+from helpers.data.records import DatasetSplits
 from helpers.evaluate.inference import count_tokens, predict_proba
 from helpers.pipeline.run import seed_everything
 from helpers.speed import flops
@@ -68,10 +69,20 @@ def train_summary(result: trainer.TrainResult, warmup_steps: int, flops_per_toke
     }
 
 
-def accuracy(model, tokenizer, df: pd.DataFrame, batch_size: int, max_length: int, device: str) -> float:
-    """Validation accuracy through the same prediction code for every path."""
+def scored(splits: DatasetSplits, bench_data: BenchData) -> pd.DataFrame:
+    """The held-out examples both paths' accuracy is scored on (BenchData.accuracy_split)."""
+    return splits.test if bench_data.accuracy_split == "test" else splits.validation
+
+
+def timed_texts(splits: DatasetSplits, bench_data: BenchData) -> list[str]:
+    """The test texts inference is timed on: the first `infer_examples` (the split may hold more to score)."""
+    return splits.test["text"].head(bench_data.infer_examples).tolist()
+
+
+def correct(model, tokenizer, df: pd.DataFrame, batch_size: int, max_length: int, device: str) -> np.ndarray:
+    """Right or wrong on each validation example, through the same prediction code for every path."""
     probs = predict_proba(model, tokenizer, df["text"].tolist(), batch_size, max_length, device)
-    return float((probs.argmax(axis=1) == df["label"].to_numpy()).mean())
+    return probs.argmax(axis=1) == df["label"].to_numpy()
 
 
 def matmul_peaks(cfg: BenchConfig, precision: Precision) -> list[flops.MatmulPeak]:
@@ -147,7 +158,7 @@ def bench_threads(spec, splits, tokenizer, merged, cfg: BenchConfig, bench_data:
                   best_bs: int, n_linear: int, scratch: Path) -> list[dict]:
     """Our paths pinned to each thread count, each against a matmul peak at that thread count."""
     before = torch.get_num_threads()
-    texts = splits.test["text"].tolist()
+    texts = timed_texts(splits, bench_data)
     n_tokens = count_tokens(tokenizer, texts, bench_data.max_length)
     rows = []
     try:
@@ -210,8 +221,8 @@ def bench_qlora(spec, splits, tokenizer, cfg: BenchConfig, bench_data: BenchData
         result = trainer.train(model, tokenizer, splits.train.head(bench_data.train_examples), qcfg, precision,
                                 bench_data.max_length, cfg.seed, scratch / "qlora")
     summary = train_summary(result, cfg.warmup_steps, flops.lora_train_flops_per_token(n_linear), peak_gflops)
-    acc = accuracy(model, tokenizer, splits.validation, cfg.train.eval_batch_size, bench_data.max_length,
-                   precision.device)
+    acc = float(correct(model, tokenizer, scored(splits, bench_data), cfg.train.eval_batch_size,
+                        bench_data.max_length, precision.device).mean())
     del model
     gc.collect()
     return {"memory_mb": footprint, "train_peak_memory": memory, "train": summary, "val_accuracy": acc,

@@ -18,10 +18,18 @@ def load_results(folder: str | Path) -> list[dict]:
     return [read_json(path) for path in sorted(Path(folder).glob("*/*.json"))]
 
 
+def _mcnemar_text(paired: dict | None) -> str:
+    if not paired:
+        return ""
+    return (f" on {paired['examples']} (McNemar {paired['ours_only_correct']}/{paired['reference_only_correct']}, "
+            f"p = {paired['p_value']:.2f})")
+
+
 def summary_line(r: dict) -> str:
     return (f"{r['dataset']}/{r['model']}: train {r['train_tokens_per_sec_ours']:.1f} vs "
             f"{r['train_tokens_per_sec_reference']:.1f} tokens/s ({r['train_speedup']:.2f}x, MFU {r['train_mfu']:.0%}), "
-            f"accuracy {r['val_accuracy_ours']:.3f} vs {r['val_accuracy_reference']:.3f}; infer "
+            f"accuracy {r['val_accuracy_ours']:.3f} vs {r['val_accuracy_reference']:.3f}"
+            f"{_mcnemar_text(r.get('val_mcnemar'))}; infer "
             f"{r['infer_samples_per_sec_ours']:.2f} vs {r['infer_samples_per_sec_reference']:.2f} samples/s "
             f"({r['infer_speedup']:.2f}x, MFU {r['infer_mfu']:.0%}); matmul peak {r['matmul_peak_gflops']:.1f} "
             f"GFLOP/s; load {r['load']['start']['loadavg_1m']:.1f} -> {r['load']['end']['loadavg_1m']:.1f}")
@@ -37,6 +45,8 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
             "train speedup": r["train_speedup"], "train MFU": r["train_mfu"],
             "train MFU ref": r["train_mfu_reference"], "ref padding share": r["train"]["reference"]["padding_share"],
             "val acc ours": r["val_accuracy_ours"], "val acc ref": r["val_accuracy_reference"],
+            "val examples": r["data"]["validation_examples"],
+            "val McNemar p": (r.get("val_mcnemar") or {}).get("p_value"),  # recorded since 2026-11-27
             "infer samples/s ours": r["infer_samples_per_sec_ours"],
             "infer samples/s ref": r["infer_samples_per_sec_reference"], "infer speedup": r["infer_speedup"],
             "infer MFU": r["infer_mfu"], "infer MFU ref": r["infer_mfu_reference"],

@@ -10,7 +10,7 @@ from helpers.metrics import (ABSTENTION, BASELINE_METRIC, GENERATION, LABEL_TYPE
                              SECOND_METRIC, keys, metric)
 
 # The opening table's metric columns, in reading order; labels, units and rounding from the registry.
-SUMMARY_METRICS = ("latency_median_ms", "latency_p99_ms", "throughput_samples_per_sec", "peak_rss_mb")
+SUMMARY_METRICS = ("latency_median_ms", "latency_p99_ms", "throughput_samples_per_sec", "inference_mfu", "peak_rss_mb")
 
 
 def _number(frame: pd.DataFrame, column: str) -> pd.Series:

@@ -14,6 +14,10 @@ QUANTIZATIONS = {"none", "4bit", "8bit"}  # 4bit: NF4 (QLoRA), 8bit: LLM.int8 (b
 # lora: adapters on the registry's target modules, the head in full (QLoRA: lora over a 4-bit base,
 # quantization: 4bit); full: every weight trains (helpers/train/models.py `adapt`).
 METHODS = {"lora", "full"}
+# torch.compile over the model's forward and backward (issue 22): none (eager), default (inductor's
+# fused kernels), reduce-overhead (those kernels replayed as CUDA graphs, one per padded batch shape:
+# for small models whose steps are bound by the host's kernel launches).
+COMPILE_MODES = {"none", "default", "reduce-overhead"}
 STRATEGIES = {"no", "steps", "epoch"}  # when to evaluate on validation / save a checkpoint during training
 BEST_METRICS = {"f1", "accuracy", "loss"}  # on validation; f1 is macro F1
 TRACKERS = {"tensorboard", "mlflow"}
@@ -75,6 +79,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
     max_grad_norm: float = 1.0  # gradient clipping (the Trainer's default)
+    compile: str = "none"  # one of COMPILE_MODES; the first step of each batch shape pays the compilation
     # Training control: validation during training, the best checkpoint, early stopping. A run
     # whose training was killed resumes from its last checkpoint in <run>/checkpoints/.
     eval_strategy: str = "no"  # no | steps | epoch: validation loss, accuracy and macro F1 while training
@@ -112,6 +117,7 @@ class TrainConfig:
              lambda v: all(isinstance(n, str) and n for n in v) and ("all-linear" not in v or v == ["all-linear"])),
             ("gradient_accumulation_steps", "a positive integer", _positive),
             ("max_grad_norm", "a positive number", _positive),
+            ("compile", *one_of(COMPILE_MODES)),
             ("eval_strategy", *one_of(STRATEGIES)),
             ("eval_steps", STEPS_RULE, _steps),
             ("save_strategy", *one_of(STRATEGIES)),

@@ -157,6 +157,7 @@ def assemble_results(run: Run) -> dict[str, Any]:
                                  "throughput_tokens_per_sec", "throughput_samples_per_sec",
                                  "memory_allocated_mb", "memory_reserved_mb", "peak_rss_mb")},
         **{k: speed[k] for k in ("ttft_ms", "decode_tokens_per_sec") if k in speed},  # generators only
+        **{k: speed[k] for k in ("inference_mfu",) if k in speed},  # runs since 2026-11-27
         "training_time_hours": train["training_time_s"] / 3600.0,
         "artifact_mb": train.get("artifact_mb"),  # recorded since train.method full
         "trainable_params": train["trainable_params"],

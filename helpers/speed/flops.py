@@ -57,6 +57,12 @@ def mfu(tokens_per_sec: float, flops_per_token: int, peak_gflops: float) -> floa
     return tokens_per_sec * flops_per_token / (peak_gflops * 1e9)
 
 
+def peak_matmul_size(device: str) -> int:
+    """A square matmul large enough to fill the device: 1,024 on a CPU (66-68 GFLOP/s on 2 cores),
+    8,192 on a GPU (params/bench-cuda.yaml's size; a 1,024 matmul leaves an H100 mostly idle)."""
+    return 1024 if device == "cpu" else 8192
+
+
 def matmul_peak(device: str, dtype: torch.dtype = torch.float32, size: int = 1024, warmup: int = 3,
                 repeats: int = 10) -> MatmulPeak:
     """A square torch matmul measured now, with the current thread count: the physical limit the

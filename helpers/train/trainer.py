@@ -8,6 +8,8 @@ models are bound by the host's kernel launches rather than by the GPU, two more 
 rounded up to a multiple of 64, because SDPA's cuDNN backend builds a new attention plan
 (~2.7 ms of host time per call) for every new sequence length; and the frozen weights stored in
 the compute dtype, because autocast otherwise re-casts every fp32 base weight on every forward.
+What launches remain, `train.compile: reduce-overhead` replays as CUDA graphs (one per padded batch
+shape); tests/test_bench.py checks on a CPU that the compiled step is the eager one in whole graphs.
 """
 from __future__ import annotations
 
@@ -117,6 +119,7 @@ class ProgressReporter(TrainerCallback):
 
 
 CUDA_PAD_MULTIPLE = 64
+DYNAMO_ENV = "ACCELERATE_DYNAMO_"
 
 
 def pad_multiple(device: str) -> int | None:
@@ -186,7 +189,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
     `compute_metrics`, the validation loss is the only validation metric and picks the best checkpoint."""
     set_seed(seed)
     freeze_in_compute_dtype(model, precision)
-    if precision.device == "cpu":
+    if precision.device == "cpu" and cfg.compile == "none":  # numpy would break a compiled graph
         use_numpy_dropout(model)
     evaluating = cfg.eval_strategy != "no"
     if evaluating and eval_ds is None:
@@ -195,6 +198,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     processes = distributed.world_size()  # batch_size is the global batch (helpers/train/distributed.py)
+    dynamo_environment = _dynamo_environment()
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.batch_size // processes,
@@ -225,6 +229,8 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         fp16=precision.fp16,
         bf16=precision.bf16,
         optim="adamw_torch_fused" if precision.device == "cuda" else "adamw_torch",
+        torch_compile=cfg.compile != "none",
+        torch_compile_mode=None if cfg.compile in ("none", "default") else cfg.compile,
         dataloader_num_workers=0,
         ddp_backend="gloo" if precision.device == "cpu" and processes > 1 else None,
         disable_tqdm=bool(os.environ.get("TQDM_DISABLE")),  # set for the runner's kernels: no bar in the report
@@ -245,6 +251,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         data_collator=collator,
         callbacks=callbacks,
     )
+    _restore_dynamo_environment(dynamo_environment)  # the Trainer has read it
     resume = last_checkpoint(output_dir) if cfg.save_strategy != "no" else None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -266,6 +273,19 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         best_step=_step_of(trainer.state.best_model_checkpoint),
         best_metric=trainer.state.best_metric,
     )
+
+
+def _dynamo_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(DYNAMO_ENV)}
+
+
+def _restore_dynamo_environment(before: dict[str, str]) -> None:
+    """TrainingArguments(torch_compile=True) leaves ACCELERATE_DYNAMO_* in the environment, where every
+    later Trainer of the process (the benchmark's baseline, its QLoRA run) would read it and compile
+    too: put back as it was once this training's Trainer has read it."""
+    for key in [k for k in os.environ if k.startswith(DYNAMO_ENV)]:
+        del os.environ[key]
+    os.environ.update(before)
 
 
 def _step_of(checkpoint: str | None) -> int | None:
