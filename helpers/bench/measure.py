@@ -80,7 +80,7 @@ def timed_texts(splits: DatasetSplits, bench_data: BenchData) -> list[str]:
 
 
 def correct(model, tokenizer, df: pd.DataFrame, batch_size: int, max_length: int, device: str) -> np.ndarray:
-    """Right or wrong on each validation example, through the same prediction code for every path."""
+    """Right or wrong on each held-out example, through the same prediction code for every path."""
     probs = predict_proba(model, tokenizer, df["text"].tolist(), batch_size, max_length, device)
     return probs.argmax(axis=1) == df["label"].to_numpy()
 

@@ -48,10 +48,10 @@ def device_name(device: str) -> str:
 def bench_splits(bench_data: BenchData, cfg: BenchConfig) -> DatasetSplits:
     """The dataset's own loader and seeded split, capped to what this bench needs."""
     needed = max(bench_data.train_examples, cfg.scaling.examples * max(cfg.scaling.factors, default=1))
-    on_test = bench_data.accuracy_split == "test"
+    scored_on_test = bench_data.validation_examples if bench_data.accuracy_split == "test" else 0
     preset = config.Preset(name="bench", max_train=needed, max_validation=bench_data.validation_examples,
-                           max_test=max(bench_data.infer_examples, bench_data.validation_examples if on_test else 0), max_length=bench_data.max_length, balance=False,
-                           train=cfg.train, speed=config.SpeedConfig())
+                           max_test=max(bench_data.infer_examples, scored_on_test), max_length=bench_data.max_length,
+                           balance=False, train=cfg.train, speed=config.SpeedConfig())
     return load_splits(config.get_dataset(bench_data.id), preset, cfg.seed, cfg.data_dir, min_test_rows=1)
 
 
@@ -131,7 +131,7 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
         "train_speedup": ours["tokens_per_sec"] / ref["tokens_per_sec"],
         "val_accuracy_ours": ours["val_accuracy"],
         "val_accuracy_reference": ref["val_accuracy"],
-        "val_mcnemar": paired,  # exact McNemar between the two paths' answers on the same validation examples
+        "val_mcnemar": paired,  # exact McNemar between the two paths' answers on the same held-out examples
         "infer_samples_per_sec_ours": best_ours["samples_per_sec"],
         "infer_samples_per_sec_reference": best_ref["samples_per_sec"],
         "infer_speedup": best_ours["samples_per_sec"] / best_ref["samples_per_sec"],
