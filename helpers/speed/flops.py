@@ -58,7 +58,7 @@ def mfu(tokens_per_sec: float, flops_per_token: int, peak_gflops: float) -> floa
 
 
 def peak_matmul_size(device: str) -> int:
-    """A square matmul large enough to fill the device: 1,024 on a CPU (66-68 GFLOP/s on 2 cores),
+    """A square matmul large enough to fill the device: 1,024 on a CPU (66-203 GFLOP/s on 2 cores, by the hour),
     8,192 on a GPU (params/bench-cuda.yaml's size; a 1,024 matmul leaves an H100 mostly idle)."""
     return 1024 if device == "cpu" else 8192
 
