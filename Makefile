@@ -49,12 +49,16 @@ study: setup
 	$(BIN)/senticompare run $(STUDY)
 
 # CI's command: everything but the `full` tests, which repeat an end-to-end path the others cover
-# with other inputs (CI stays under 30 minutes on 2 cores); `make test-full` runs those too.
+# with other inputs (CI stays under 30 minutes on 2 cores); `make test-full` runs those too. Two
+# pytest-xdist workers, a test file each at a time: most of a tiny study is its kernels' imports,
+# one core each (docs/decisions.md, the CI budget). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -v -rs -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup
-	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs --durations=25 -m "not full"
+	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(PYTEST) --durations=25 -m "not full"
 
 test-full: setup
-	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(BIN)/python -m pytest -v -rs
+	SENTICOMPARE_DATA_DIR=$(abspath $(DATA)) $(PYTEST)
 
 # .jupyter/ holds the project's Lab settings (a notebooks/*.py opens as a notebook), layered under
 # the user's own: JUPYTER_CONFIG_PATH comes after ~/.jupyter.

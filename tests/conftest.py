@@ -13,6 +13,13 @@ from helpers import config
 from helpers.core.io import write_yaml
 from helpers.core.paths import cache_dir
 
+# `make test` runs pytest-xdist workers, each with its own temporary folders (below). On the 2-core
+# machine each worker and the kernels it starts take their share of the cores: two workers on two
+# threads each stall each other (threads.py). Set before torch is imported here or in a kernel.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 _TMP = Path(tempfile.mkdtemp(prefix="senticompare-tests-"))
 os.environ.setdefault("SENTICOMPARE_EXPERIMENTS", str(_TMP / "experiments"))
 os.environ.setdefault("SENTICOMPARE_REPORTS", str(_TMP / "reports"))
@@ -20,6 +27,15 @@ os.environ.setdefault("SENTICOMPARE_DATA_CACHE", str(_TMP / "data-cache"))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SENTICOMPARE_DATA_DIR", PROJECT_ROOT.parent / "shared" / "datasets"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with `slow` tests (those that run studies, 1-5 minutes of module fixture each)
+    first, each file's tests kept together: xdist's `--dist loadfile --no-loadscope-reorder` hands
+    files out in this order, so the long ones start at once and the short ones fill the end
+    (docs/decisions.md, the CI budget)."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from helpers.core import paths
 from helpers.core.io import read_json
 from helpers.labels import metrics as label_metrics
-from helpers.labels.stage import read_label_matrix
+from helpers.labels.targets import read_label_matrix
 from helpers.pipeline.study import run_study
 
 pytestmark = pytest.mark.slow

@@ -7,6 +7,8 @@ pick the thread count from the load each time they start work, and give the call
 back afterwards; SENTICOMPARE_THREADS=<n> pins the count (the benchmark's 1-vs-2 comparison uses
 it). Unset, torch's own setting stays: a thread count that follows the load changes the order of
 floating-point sums from run to run, and a reviewer's rerun must give the same numbers.
+torch is imported where it is used: the runner, the CLI and 05_compare read ENV without loading
+it (about 3 s of a kernel's start on the 2-core machine).
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import psutil
-import torch
 
 ENV = "SENTICOMPARE_THREADS"
 _FIRST_SAMPLE_S = 0.05
@@ -49,6 +50,8 @@ def others_busy_cores() -> float:
 def free_core_threads() -> int:
     """The pinned count; with `auto` the cores not busy with other processes (at least one);
     else torch's current setting."""
+    import torch
+
     pinned = os.environ.get(ENV, "")
     if not pinned:
         return torch.get_num_threads()
@@ -61,6 +64,8 @@ def free_core_threads() -> int:
 @contextmanager
 def cpu_threads(device: str) -> Iterator[int]:
     """Run the enclosed work on free_core_threads() threads when it runs on the CPU."""
+    import torch
+
     before = torch.get_num_threads()
     threads = free_core_threads() if device == "cpu" else before
     torch.set_num_threads(threads)

@@ -22,13 +22,13 @@ from helpers.data.context import mark_known
 from helpers.data.records import ABSTAIN, ABSTAIN_SPLITS, SPLITS, DataError, DatasetSplits, Finding, empty_split
 from helpers.data.sources import groups_of, load_standardized
 from helpers.data.tasks import load_task_splits
-from helpers.labels.targets import is_listed
+from helpers.labels import targets
 
 
 def _strata(df: pd.DataFrame, n: int) -> pd.Series | None:
     """The labels to stratify by, when every class has two rows and both parts can hold every class
     (a multi-label or regression split is drawn at random)."""
-    if is_listed(df):
+    if targets.is_listed(df):
         return None
     counts = df["label"].value_counts()
     return df["label"] if counts.min() >= 2 and min(n, len(df) - n) >= len(counts) else None
@@ -80,7 +80,7 @@ def fingerprint(splits: DatasetSplits, columns: tuple[str, ...] = ("text", "labe
             continue
         digest.update(name.encode())
         hashed = df[[c for c in (*columns, "split") if c in df]]
-        if "label" in hashed and is_listed(df):  # lists are not hashable: their JSON text is
+        if "label" in hashed and targets.is_listed(df):  # lists are not hashable: their JSON text is
             hashed = hashed.assign(label=hashed["label"].map(lambda v: json.dumps(np.asarray(v).tolist())))
         digest.update(pd.util.hash_pandas_object(hashed, index=False).values.tobytes())
     return digest.hexdigest()[:16]

@@ -12,7 +12,7 @@ import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
 from helpers.labels import metrics as label_metrics
-from helpers.labels.stage import read_label_matrix
+from helpers.labels.targets import read_label_matrix
 from helpers.metrics import MAIN_METRIC
 
 PAIRWISE_COLUMNS = ["model_a", "model_b", "metric", "difference", "difference_ci95", "p_value", "p_holm", "significant"]

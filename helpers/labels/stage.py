@@ -28,7 +28,6 @@ from helpers.train import models, trainer
 
 # The metrics each type's bootstrap CIs are about (its headline keys: helpers/metrics.py).
 MAIN = {"multi": ("micro_f1", "macro_f1"), "regression": ("mae", "r2")}
-SEPARATOR = "|"  # label ids in one predictions.csv cell
 
 
 def _dataset(df: pd.DataFrame, tokenizer, max_length: int, label_type: str, n_labels: int,
@@ -88,17 +87,6 @@ def fit_thresholds(y: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
             "per_label": label_metrics.fit_label_thresholds(y, scores, global_t)}
 
 
-def _joined(matrix: np.ndarray) -> list[str]:
-    return [SEPARATOR.join(str(j) for j in np.flatnonzero(row)) for row in matrix]
-
-
-def read_label_matrix(cells: pd.Series, n_labels: int) -> np.ndarray:
-    """A predictions.csv column of `|`-joined label ids back as a 0/1 matrix."""
-    rows = [[int(v) for v in str(cell).split(SEPARATOR)] if isinstance(cell, str) and cell else []
-            for cell in cells.fillna("")]
-    return targets.multi_hot(rows, n_labels).astype(int)
-
-
 def _multi(run: Run, splits: DatasetSplits, outputs: dict[str, np.ndarray]) -> tuple[dict, pd.DataFrame]:
     n = len(splits.labels)
     y = {name: targets.multi_hot(splits.split(name)["label"], n).astype(int) for name in outputs}
@@ -125,8 +113,8 @@ def _multi(run: Run, splits: DatasetSplits, outputs: dict[str, np.ndarray]) -> t
         "baselines": label_metrics.prior_baselines(targets.multi_hot(splits.train["label"], n), y["validation"], truth),
         "ece_bins": evaluation.ece_bins,
     }
-    predictions = pd.DataFrame({"example": np.arange(len(truth)), "labels": _joined(truth),
-                                "predicted": _joined(decided), "label_set": _joined(sets)})
+    predictions = pd.DataFrame({"example": np.arange(len(truth)), "labels": targets.joined_cells(truth),
+                                "predicted": targets.joined_cells(decided), "label_set": targets.joined_cells(sets)})
     for j, name in enumerate(splits.labels):
         predictions[f"score_{name}"] = scores[:, j]
     return record, predictions
@@ -163,8 +151,8 @@ def per_group(predictions: pd.DataFrame, record: dict, label_type: str, labels: 
     rows = {}
     for group, part in predictions.groupby("group", sort=True):
         if label_type == "multi":
-            scores = label_metrics.multilabel_metrics(read_label_matrix(part["labels"], len(labels)),
-                                                      read_label_matrix(part["predicted"], len(labels)))
+            scores = label_metrics.multilabel_metrics(targets.read_label_matrix(part["labels"], len(labels)),
+                                                      targets.read_label_matrix(part["predicted"], len(labels)))
         else:
             scores = label_metrics.regression_metrics(part[[f"true_{t}" for t in labels]].to_numpy(),
                                                       part[[f"pred_{t}" for t in labels]].to_numpy(), labels)

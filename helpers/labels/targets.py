@@ -11,6 +11,7 @@ import pandas as pd
 from helpers.data.records import DataError, Finding
 
 LIST_SEPARATORS = ",;|"  # a multi-label cell written as text: "joy,love" or "[1, 5]"
+CELL_SEPARATOR = "|"  # label ids in one predictions.csv cell
 
 
 def _as_list(value) -> list:
@@ -128,3 +129,15 @@ def encode(label_lists, label_type: str, n_labels: int, scaler: Scaler | None = 
 def is_listed(df: pd.DataFrame) -> bool:
     """True where the frame's labels are lists (a multi-label or regression dataset)."""
     return len(df) > 0 and "label" in df and isinstance(df["label"].iloc[0], (list, tuple, np.ndarray))
+
+
+def joined_cells(matrix: np.ndarray) -> list[str]:
+    """A 0/1 label matrix as predictions.csv cells of `|`-joined label ids."""
+    return [CELL_SEPARATOR.join(str(j) for j in np.flatnonzero(row)) for row in matrix]
+
+
+def read_label_matrix(cells: pd.Series, n_labels: int) -> np.ndarray:
+    """A predictions.csv column of `|`-joined label ids back as a 0/1 matrix."""
+    rows = [[int(v) for v in str(cell).split(CELL_SEPARATOR)] if isinstance(cell, str) and cell else []
+            for cell in cells.fillna("")]
+    return multi_hot(rows, n_labels).astype(int)

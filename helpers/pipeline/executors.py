@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
-import torch
 from tqdm.auto import tqdm
 
 from helpers.core.paths import resolve
@@ -67,12 +66,16 @@ StageRunner = Callable[[Plan, Sequence[str], dict[str, str]], "Failure | None"]
 
 def default_workers() -> int:
     """One worker per GPU on a host with several, else one."""
+    import torch  # here: a study's config names the executors without loading torch
+
     return max(1, torch.cuda.device_count())
 
 
 def worker_envs(workers: int) -> list[dict[str, str]]:
     """Each worker's kernel environment: its GPU where the host has several, its share of the
     CPU cores unless SENTICOMPARE_THREADS is set."""
+    import torch
+
     gpus = torch.cuda.device_count()
     envs = []
     for slot in range(workers):
