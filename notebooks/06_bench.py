@@ -79,3 +79,10 @@ tables.scaling_table(records)
 
 # %%
 tables.scaling_figure(records);
+
+# %% [markdown]
+# ## Where a step's time goes: torch.profiler per training step and inference pass
+# (bench runs with `profile_steps`; on a GPU the device's busy share shows a host-bound step)
+
+# %%
+tables.profile_table(records)

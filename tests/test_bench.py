@@ -14,14 +14,14 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from helpers import config
-from helpers.bench import baseline, measure, tables
+from helpers.bench import baseline, measure, profile, tables
 from helpers.bench import config as bench_config
 from helpers.bench import run as bench
 from helpers.core import threads
 from helpers.core.device import Precision, precision_for
 from helpers.core.io import read_json
 from helpers.core.paths import PARAMS_DIR
-from helpers.evaluate.inference import predict_proba
+from helpers.evaluate.inference import pad_values, padded_batch, predict_proba
 from helpers.speed import flops, timing
 from helpers.train import models, trainer
 
@@ -211,6 +211,60 @@ def test_inference_model_is_merged_and_in_the_mixed_precision_dtype(tiny):
     assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
 
 
+@pytest.mark.parametrize("model_id", ["smollm2-135m", "minilm-l6"])  # a decoder's pad token; BERT's token types
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_batch_is_what_tokenizer_pad_builds(model_id, side):
+    tokenizer = models.load_tokenizer(config.get_model(model_id))
+    tokenizer.padding_side = side
+    encoded = tokenizer(TEXTS[:4], truncation=True, max_length=16)
+    rows = torch.tensor([2, 0, 1]).numpy()
+    expected = tokenizer.pad([{key: encoded[key][i] for key in encoded.keys()} for i in rows], return_tensors="pt")
+    ours = padded_batch(encoded, rows, pad_values(tokenizer), side)
+    assert set(ours) == set(expected) and (model_id == "minilm-l6") == ("token_type_ids" in ours)
+    for key in expected:
+        assert torch.equal(ours[key], expected[key]) and ours[key].dtype == expected[key].dtype
+    longest = ours["input_ids"].shape[1]
+    rounded = padded_batch(encoded, rows, pad_values(tokenizer), side, multiple=8, cap=16)
+    assert rounded["input_ids"].shape[1] == min(-(-longest // 8) * 8, 16)
+    assert torch.equal(rounded["attention_mask"].sum(dim=1), expected["attention_mask"].sum(dim=1))
+
+
+def test_device_busy_time_counts_overlapping_kernels_once():
+    assert profile.union_us([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
+    assert profile.union_us([]) == 0
+
+
+def test_step_profiler_summarizes_only_the_steps_after_the_warm_up(tiny, tmp_path):
+    tokenizer = models.load_tokenizer(tiny)
+    cfg = dataclasses.replace(config.TrainConfig(), batch_size=2, max_steps=5)
+    profiler = profile.StepProfiler("cpu", skip=2, steps=2)
+    model = models.add_lora(models.load_base(tiny, LABELS, CPU, tokenizer=tokenizer), tiny, cfg)
+    trainer.train(model, tokenizer, pd.DataFrame({"text": TEXTS[:10], "label": [1, 0] * 5}), cfg, CPU, 16, 0,
+                  tmp_path, callbacks=[profiler])
+    summary = profiler.summary
+    assert summary["steps"] == 2 and summary["wall_ms_per_step"] > 0 and summary["aten_calls_per_step"] > 10
+    assert summary["device_busy_share"] is None and summary["kernels_per_step"] is None  # no device timeline
+    assert len(summary["top"]) == profile.TOP_OPERATORS
+    assert any(row["name"].startswith("aten::") and row["self_ms_per_step"] > 0 for row in summary["top"])
+    once = profile.profile_calls(lambda: predict_proba(model, tokenizer, TEXTS, 4, 16, "cpu"), "cpu", steps=3)
+    assert once["steps"] == 3 and once["aten_calls_per_step"] > 0
+
+
+def test_compiled_prediction_is_the_eager_prediction_and_the_pipelines_labels(tiny):
+    tokenizer = models.load_tokenizer(tiny)
+    model = models.load_base(tiny, LABELS, CPU, tokenizer=tokenizer).eval()
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.score.weight, std=10.0)  # a new head starts at zero: every text 0.5/0.5
+    eager = predict_proba(model, tokenizer, TEXTS, 4, 16, "cpu")
+    assert len(set(eager.argmax(axis=1))) == 2 and (abs(eager[:, 0] - 0.5) > 1e-3).all()
+    torch._dynamo.reset()
+    compiled = predict_proba(measure.compiled(model, "default"), tokenizer, TEXTS, 4, 16, "cpu")
+    assert compiled == pytest.approx(eager, abs=1e-5) and measure.compiled(model, "none") is model
+    pipeline_out = baseline.classify(baseline.text_classifier(model, tokenizer, "cpu"), TEXTS, 4, 16)
+    assert measure.agreement(model, eager, pipeline_out) == 1.0
+    assert measure.agreement(model, 1.0 - eager, pipeline_out) == 0.0
+
+
 def test_bench_params_files_are_valid():
     for name in ("bench.yaml", "bench-cuda.yaml", "bench-accuracy.yaml"):
         cfg = bench_config.load_bench(PARAMS_DIR / name)
@@ -219,6 +273,8 @@ def test_bench_params_files_are_valid():
 
 @pytest.mark.parametrize("models, extra, error", [
     ("nope", "", "nope"),  # an id the registry does not know
+    ("smollm2-135m", "profile_steps: -1\n", "profile_steps"),
+    ("smollm2-135m", "infer: {compile: max}\n", "compile"),
     ("smollm2-135m", "train: {lora_layers: 4}\n", "lora_layers must be 0"),  # the 4N FLOP count needs every layer
 ])
 def test_bench_params_reject_bad_entries(tmp_path, models, extra, error):
@@ -239,6 +295,7 @@ def tiny_bench(tmp_path: Path) -> bench_config.BenchConfig:
         matmul=bench_config.MatmulSettings(size=64, warmup=1, repeats=2),
         threads=[1, 2], threads_train_steps=1,
         scaling=bench_config.ScalingSettings(examples=4, factors=[1, 2], max_lengths=[16, 32]),
+        profile_steps=2,
     )
 
 
@@ -265,6 +322,10 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert record["train"]["reference"]["padding_share"] > 0.3  # short sentences padded to 32
     assert record["train"]["ours"]["train_tokens"] == record["train"]["reference"]["train_tokens"]
     assert set(record["infer"]["by_batch_size"]["ours"]) == {"1", "4"}
+    assert record["infer_agreement"] == 1.0  # one merged model, two paths: the same labels
+    assert {(phase, path, found["steps"]) for phase, paths in record["profile"].items()
+            for path, found in paths.items()} == {(phase, path, 2) for phase in ("train", "infer")
+                                                  for path in ("ours", "reference")}
     assert 0 < record["qlora_memory_mb"] < record["lora_memory_mb"]
     assert [row["threads"] for row in record["threads_comparison"]] == [1, 2]
     assert [(r["max_length"], r["examples"]) for r in record["scaling"]] == [(16, 4), (16, 8), (32, 4), (32, 8)]
@@ -281,6 +342,7 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert list(tables.summary_table(records).index) == [("sst2", "smollm2-135m")]
     assert set(tables.inference_table(records)["batch_size"]) == {1, 4}
     assert len(tables.scaling_table(records)) == 4 and len(tables.threads_table(records)) == 2
+    assert len(tables.profile_table(records)) == 4 and "error" not in tables.profile_table(records)
     assert list(tables.training_table(records)["path"]) == ["ours (LoRA)", "reference (LoRA)", "ours (QLoRA)"]
     for figure in (tables.throughput_figure, tables.mfu_figure, tables.batch_size_figure,
                    tables.scaling_figure):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers import config
+from helpers.core import device
 from helpers.core.device import precision_for
 from helpers.evaluate.inference import predict_proba
 from helpers.train import models, trainer
@@ -95,8 +96,8 @@ def test_mixed_precision_stores_frozen_weights_in_the_compute_dtype_and_keeps_tr
 
 
 def test_batches_are_padded_to_a_multiple_only_on_cuda():
-    assert trainer.pad_multiple("cpu") is None
-    assert trainer.pad_multiple("cuda") == trainer.CUDA_PAD_MULTIPLE
+    assert device.pad_multiple("cpu") is None
+    assert device.pad_multiple("cuda") == device.CUDA_PAD_MULTIPLE
 
 
 def test_lora_layers_adapts_only_the_top_layers_and_backward_stops_below_them():

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 import pandas as pd
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments, pipeline, set_seed
+from transformers import (PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments,
+                          pipeline, set_seed)
 
 from helpers.config import TrainConfig
 from helpers.core.device import Precision
@@ -29,9 +31,10 @@ def tokenize_padded(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_le
 
 def train_reference(model: PreTrainedModel, train_df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase,
                     cfg: TrainConfig, max_length: int, seed: int, precision: Precision,
-                    output_dir: Path) -> TrainResult:
+                    output_dir: Path, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
     """Fine-tune in place with the Trainer's defaults (no evaluation, random batches) under the original
-    precision table: fp32 on a CPU, bf16/fp16 mixed precision on CUDA, as our path."""
+    precision table: fp32 on a CPU, bf16/fp16 mixed precision on CUDA, as our path; `callbacks` join
+    the step clock (the bench's profiler)."""
     set_seed(seed)
     train_ds = tokenize_padded(train_df, tokenizer, max_length)
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(math.ceil(len(train_ds) / cfg.batch_size) * cfg.epochs)
@@ -52,7 +55,7 @@ def train_reference(model: PreTrainedModel, train_df: pd.DataFrame, tokenizer: P
         include_num_input_tokens_seen="non_padding",  # measurement only
     )
     clock = StepClock(precision.device)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, callbacks=[clock])
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, callbacks=[clock, *callbacks])
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.config import ConfigError, TrainConfig, as_mapping, build, load_datasets, load_models, read_yaml
-from helpers.config.base import check
-from helpers.config.preset import MIN_MAX_LENGTH
+from helpers.config.base import check, one_of
+from helpers.config.preset import COMPILE_MODES, MIN_MAX_LENGTH
 from helpers.core.paths import PARAMS_DIR
 
 
@@ -49,9 +49,14 @@ class InferSettings:
     warmup: int = 1
     repeats: int = 3
     latency_repeats: int = 15
+    # torch.compile over our merged model (the pipeline stays eager, as users run it): one of
+    # COMPILE_MODES; "reduce-overhead" replays a CUDA graph per padded batch shape. Every batch size
+    # is warmed up when compiled (each shape compiles on its first pass).
+    compile: str = "none"
 
     def __post_init__(self) -> None:
-        check(self, [("warmup", "a non-negative integer", lambda v: v >= 0),
+        check(self, [("compile", *one_of(COMPILE_MODES)),
+                     ("warmup", "a non-negative integer", lambda v: v >= 0),
                      ("repeats", "a positive integer", _positive),
                      ("latency_repeats", "a positive integer", _positive)])
 
@@ -97,6 +102,9 @@ class BenchConfig:
     threads_models: list[str] = field(default_factory=list)  # empty: every model
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     qlora: bool = True
+    # Optimizer steps of each path (after warmup_steps and one more) and inference passes of each
+    # path at its best batch size profiled with torch.profiler (helpers/bench/profile.py); 0: none.
+    profile_steps: int = 0
 
     def __post_init__(self) -> None:
         check(self, [
@@ -105,6 +113,7 @@ class BenchConfig:
             ("warmup_steps", "a non-negative integer", lambda v: v >= 0),
             ("threads", "a list of positive thread counts", _positives),
             ("threads_train_steps", "a positive integer", _positive),
+            ("profile_steps", "a non-negative integer", lambda v: v >= 0),
         ])
         if self.train.quantization != "none":
             raise ConfigError("train.quantization must be 'none'; QLoRA is measured beside LoRA (qlora: true)")

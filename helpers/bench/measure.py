@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from helpers import config
-from helpers.bench import baseline
+from helpers.bench import baseline, profile
 from helpers.bench.config import BenchConfig, BenchData
 from helpers.core import threads
 from helpers.core.device import Precision
@@ -125,33 +125,95 @@ def inference_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Mo
     return merged.to(compute_dtype(precision)).eval()
 
 
+def compiled(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """`model` under torch.compile in `mode` (one of COMPILE_MODES), or as it is for "none"."""
+    if mode == "none":
+        return model
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+def agreement(model, ours_probs, pipeline_out: list) -> float:
+    """The share of texts where our argmax is the pipeline's label: the same model must answer the
+    same through both paths, whatever the padding, compilation or batch."""
+    label2id = model.config.label2id
+    theirs = np.array([label2id[out["label"]] for out in pipeline_out])
+    return float((np.asarray(ours_probs).argmax(axis=1) == theirs).mean())
+
+
 def bench_inference(model, tokenizer, texts: list[str], batch_sizes: list[int], cfg: BenchConfig, max_length: int,
                     n_linear: int, peak_gflops: float, device: str) -> dict:
     """The pipeline's defaults against our length-sorted path at each batch size, plus
-    single-example latency of both; the two paths take turns so the load hits both alike."""
+    single-example latency of both; the two paths take turns so the load hits both alike. Ours runs
+    the model compiled in `cfg.infer.compile` (every batch size then warmed up: each shape compiles);
+    `agreement` is the share of texts both paths label alike, at the best batch sizes."""
     classifier = baseline.text_classifier(model, tokenizer, device)
+    ours_model = compiled(model, cfg.infer.compile)
+    warm_every_size = cfg.infer.compile != "none"
     n_tokens = count_tokens(tokenizer, texts, max_length)
     forward = flops.forward_flops_per_token(n_linear)
     runs: dict[str, dict] = {"ours": {}, "reference": {}}
     load = {"before": machine_load()}
     for i, bs in enumerate(batch_sizes):
         times = time_interleaved({
-            "ours": lambda: predict_proba(model, tokenizer, texts, bs, max_length, device),
+            "ours": lambda: predict_proba(ours_model, tokenizer, texts, bs, max_length, device),
             "reference": lambda: baseline.classify(classifier, texts, bs, max_length),
-        }, cfg.infer.warmup if i == 0 else 0, cfg.infer.repeats, device)
+        }, cfg.infer.warmup if i == 0 or warm_every_size else 0, cfg.infer.repeats, device)
         for path, ms in times.items():
             runs[path][bs] = throughput(ms, len(texts), n_tokens, forward, peak_gflops)
     single = texts[len(texts) // 2]
     times = time_interleaved({
-        "ours": lambda: predict_proba(model, tokenizer, [single], 1, max_length, device),
+        "ours": lambda: predict_proba(ours_model, tokenizer, [single], 1, max_length, device),
         "reference": lambda: baseline.classify(classifier, [single], 1, max_length),
     }, cfg.infer.warmup, cfg.infer.latency_repeats, device)
     lat = {path: latency(ms) for path, ms in times.items()}
     lat["example_tokens"] = count_tokens(tokenizer, [single], max_length)
     load["after"] = machine_load()
     best = {path: max(r, key=lambda bs: r[bs]["samples_per_sec"]) for path, r in runs.items()}
-    return {"by_batch_size": runs, "best_batch_size": best, "latency": lat, "texts": len(texts),
-            "real_tokens": n_tokens, "load": load}
+    passes = {"ours": lambda: predict_proba(ours_model, tokenizer, texts, best["ours"], max_length, device),
+              "reference": lambda: baseline.classify(classifier, texts, best["reference"], max_length)}
+    record = {"by_batch_size": runs, "best_batch_size": best, "latency": lat, "texts": len(texts),
+              "real_tokens": n_tokens, "load": load, "compile": cfg.infer.compile,
+              "agreement": agreement(model, passes["ours"](), passes["reference"]())}
+    if cfg.profile_steps:
+        record["profile"] = {path: guarded(profile.profile_calls, fn, device, cfg.profile_steps)
+                             for path, fn in passes.items()}
+    return record
+
+
+def guarded(measurement, *args, **kwargs) -> dict:
+    """A profile, or the error that stopped it: a profiler that fails on a machine (CUPTI missing,
+    say) must not cost the bench's other numbers."""
+    try:
+        return measurement(*args, **kwargs)
+    except Exception as error:  # recorded in the result, not swallowed
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _profiled_training(path: str, spec, splits: DatasetSplits, tokenizer, cfg: BenchConfig, bench_data: BenchData,
+                       precision: Precision, scratch: Path) -> dict:
+    short = dataclasses.replace(cfg.train, max_steps=cfg.warmup_steps + 1 + cfg.profile_steps)
+    profiler = profile.StepProfiler(precision.device, cfg.warmup_steps, cfg.profile_steps)
+    model = lora_model(spec, splits.labels, precision, short, tokenizer, cfg.seed)
+    train_df = splits.train.head(bench_data.train_examples)
+    try:
+        if path == "ours":
+            trainer.train(model, tokenizer, train_df, short, precision, bench_data.max_length, cfg.seed,
+                          scratch / f"profile-{path}", callbacks=[profiler])
+        else:
+            baseline.train_reference(model, train_df, tokenizer, short, bench_data.max_length, cfg.seed, precision,
+                                     scratch / f"profile-{path}", callbacks=[profiler])
+    finally:
+        del model
+        gc.collect()
+    return profiler.summary
+
+
+def bench_profile(spec, splits: DatasetSplits, tokenizer, cfg: BenchConfig, bench_data: BenchData,
+                  precision: Precision, scratch: Path) -> dict:
+    """`cfg.profile_steps` optimizer steps of each path's training under torch.profiler, in a short
+    fresh training after the warm-up steps (the timed trainings stay unprofiled)."""
+    return {path: guarded(_profiled_training, path, spec, splits, tokenizer, cfg, bench_data, precision, scratch)
+            for path in ("ours", "reference")}
 
 
 def bench_threads(spec, splits, tokenizer, merged, cfg: BenchConfig, bench_data: BenchData, precision: Precision,

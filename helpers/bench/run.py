@@ -112,6 +112,8 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
                if extras and device == "cpu" and chosen(spec.id, cfg.threads_models) else [])
     del merged, ours_model
     gc.collect()
+    profiled = ({"train": measure.bench_profile(spec, splits, tokenizer, cfg, bench_data, precision, scratch),
+                 "infer": infer.pop("profile")} if cfg.profile_steps else None)
     scaling = (measure.bench_scaling(spec, splits, tokenizer, cfg, precision, n_linear, peak.gflops, scratch)
                if extras and chosen(spec.id, cfg.scaling.models) else [])
     qlora = (measure.bench_qlora(spec, splits, tokenizer, cfg, bench_data, precision, n_linear, peak.gflops, scratch)
@@ -135,6 +137,7 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
         "infer_samples_per_sec_ours": best_ours["samples_per_sec"],
         "infer_samples_per_sec_reference": best_ref["samples_per_sec"],
         "infer_speedup": best_ours["samples_per_sec"] / best_ref["samples_per_sec"],
+        "infer_agreement": infer["agreement"],  # the share of texts both inference paths label alike
         "latency_median_ms_ours": infer["latency"]["ours"]["median_ms"],
         "latency_p99_ms_ours": infer["latency"]["ours"]["p99_ms"],
         "latency_median_ms_reference": infer["latency"]["reference"]["median_ms"],
@@ -156,6 +159,7 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
         "qlora": qlora,
         "lora": {"memory_mb": lora_footprint, "train_peak_memory": ours_memory, "train": ours,
                  "val_accuracy": ours["val_accuracy"]},
+        "profile": profiled,  # torch.profiler per step of each path (params: profile_steps)
         "threads_comparison": threads,
         "scaling": scaling,
         "data": {"source": splits.source, "fingerprint": splits.fingerprint, "train_examples": len(train_df),

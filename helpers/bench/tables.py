@@ -48,6 +48,7 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
             "infer samples/s ours": r["infer_samples_per_sec_ours"],
             "infer samples/s ref": r["infer_samples_per_sec_reference"], "infer speedup": r["infer_speedup"],
             "infer MFU": r["infer_mfu"], "infer MFU ref": r["infer_mfu_reference"],
+            "infer same labels": r.get("infer_agreement"),  # recorded since 2026-11-28
             "latency ms ours (median/P99)": f"{r['latency_median_ms_ours']:.0f} / {r['latency_p99_ms_ours']:.0f}",
             "latency ms ref (median/P99)": f"{r['latency_median_ms_reference']:.0f} / {r['latency_p99_ms_reference']:.0f}",
             "matmul peak GFLOP/s": r["matmul_peak_gflops"],
@@ -119,6 +120,26 @@ def scaling_table(records: list[dict]) -> pd.DataFrame:
                           **{k: v for k, v in row.items() if not k.startswith("load")},
                           "load 1m": row["load_before"]["loadavg_1m"]}
                          for r in records for row in r["scaling"]])
+
+
+PROFILE_COLUMNS = ("steps", "wall_ms_per_step", "device_busy_ms_per_step", "device_busy_share", "kernels_per_step",
+                   "cuda_graph_launches_per_step", "aten_calls_per_step")
+
+
+def profile_table(records: list[dict]) -> pd.DataFrame:
+    """Per profiled training step and inference pass of each path (records of a bench run with
+    `profile_steps`): wall ms, device busy ms and share, launches, aten calls, the top operator."""
+    rows = []
+    for r in records:
+        for phase, paths in (r.get("profile") or {}).items():
+            for path, found in paths.items():
+                head = {"dataset": r["dataset"], "model": r["model"], "phase": phase, "path": path}
+                if "error" in found:
+                    rows.append({**head, "error": found["error"]})
+                    continue
+                rows.append({**head, **{key: found[key] for key in PROFILE_COLUMNS},
+                             "top operator": found["top"][0]["name"] if found["top"] else None})
+    return pd.DataFrame(rows)
 
 
 def throughput_figure(records: list[dict]) -> Figure:

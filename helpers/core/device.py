@@ -35,6 +35,16 @@ def precision_for(device: str) -> Precision:
     return Precision(device, torch.float32, fp16=False, bf16=False, qlora_compute_dtype=torch.float32)
 
 
+CUDA_PAD_MULTIPLE = 64
+
+
+def pad_multiple(device: str) -> int | None:
+    """Batch lengths are rounded up to this on CUDA (a few cached attention plans and CUDA graphs
+    instead of one per length), in training and in prediction; None elsewhere, where every padding
+    token costs compute."""
+    return CUDA_PAD_MULTIPLE if device == "cuda" else None
+
+
 def synchronize(device: str) -> None:
     """Wait for queued kernels so a clock read after it measures finished work."""
     if device == "cuda":

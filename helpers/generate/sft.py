@@ -13,12 +13,12 @@ import torch
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel, PreTrainedTokenizerBase
 
 from helpers.config import TrainConfig
-from helpers.core.device import Precision
+from helpers.core.device import Precision, pad_multiple
 from helpers.core.threads import cpu_threads
 from helpers.data.records import ABSTAIN
 from helpers.generate import chat
 from helpers.generate.schema import render_answer
-from helpers.train.trainer import TrainResult, fit, pad_multiple
+from helpers.train.trainer import TrainResult, fit
 
 
 def answers(df: pd.DataFrame, labels: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from helpers.core import device
 from helpers.core.io import atomic_write_text
 from helpers.data.context import model_texts, token_values
 from helpers.data.records import DataError, DatasetSplits
@@ -70,7 +71,7 @@ def train(run: Run, splits: DatasetSplits, validation: pd.DataFrame | None, outp
                                splits.label_type, run.seed)
     encode = lambda df: _dataset(df, tokenizer, run.preset.max_length, splits.label_type,  # noqa: E731
                                  len(splits.labels), scaler, run.preset.context_mode)
-    collator = trainer.DataCollatorWithPadding(tokenizer, pad_to_multiple_of=trainer.pad_multiple(run.device))
+    collator = trainer.DataCollatorWithPadding(tokenizer, pad_to_multiple_of=device.pad_multiple(run.device))
     result = trainer.fit(model, encode(splits.train), encode(validation) if validation is not None else None,
                          collator, cfg, run.precision, run.seed, output_dir, run.tensorboard_dir,
                          validation_metrics if splits.label_type == "multi" else None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, EvalPr
 
 from helpers.config import TrainConfig
 from helpers.core import progress
-from helpers.core.device import Precision, synchronize
+from helpers.core.device import Precision, pad_multiple, synchronize
 from helpers.core.threads import free_core_threads
 from helpers.data.context import model_texts
 from helpers.train import distributed
@@ -118,14 +119,7 @@ class ProgressReporter(TrainerCallback):
             progress.report("train", state.global_step, state.max_steps, **self.shown)
 
 
-CUDA_PAD_MULTIPLE = 64
 DYNAMO_ENV = "ACCELERATE_DYNAMO_"
-
-
-def pad_multiple(device: str) -> int | None:
-    """Batch lengths are rounded up to this on CUDA (a few cached attention plans instead of one
-    per length); None elsewhere, where every padding token costs compute."""
-    return CUDA_PAD_MULTIPLE if device == "cuda" else None
 
 
 def freeze_in_compute_dtype(model: torch.nn.Module, precision: Precision) -> int:
@@ -167,23 +161,25 @@ def last_checkpoint(output_dir: Path) -> Path | None:
 def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: pd.DataFrame,
           cfg: TrainConfig, precision: Precision, max_length: int,
           seed: int, output_dir: Path, validation_df: pd.DataFrame | None = None,
-          logging_dir: Path | None = None, context_mode: str = "none") -> TrainResult:
+          logging_dir: Path | None = None, context_mode: str = "none",
+          callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
     """Fine-tune in place (each text read under `context_mode`, helpers/data/context.py). With
     `cfg.eval_strategy` the validation split is scored while training (loss, accuracy, macro F1);
     with `cfg.save_strategy` checkpoints go to `output_dir`, and a training that finds one there (it
-    was killed) resumes from it: same seed, same batch order, so it ends where an uninterrupted one would."""
+    was killed) resumes from it: same seed, same batch order, so it ends where an uninterrupted one would.
+    `callbacks` join the Trainer's own (the bench's profiler)."""
     evaluating = cfg.eval_strategy != "no"
     if evaluating and (validation_df is None or validation_df.empty):
         raise ValueError("eval_strategy needs a validation split to evaluate on")
     return fit(model, tokenize(train_df, tokenizer, max_length, context_mode),
                tokenize(validation_df, tokenizer, max_length, context_mode) if evaluating else None,
                DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
-               cfg, precision, seed, output_dir, logging_dir, validation_metrics)
+               cfg, precision, seed, output_dir, logging_dir, validation_metrics, callbacks)
 
 
 def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Dataset | None, collator,
         cfg: TrainConfig, precision: Precision, seed: int, output_dir: Path, logging_dir: Path | None = None,
-        compute_metrics=None) -> TrainResult:
+        compute_metrics=None, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
     """The training loop of `train` on tokenized data with its collator: classification (above) and
     supervised fine-tuning of a generator (helpers/generate/sft.py) share it. Without
     `compute_metrics`, the validation loss is the only validation metric and picks the best checkpoint."""
@@ -239,7 +235,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
     clock = StepClock(precision.device)
     if logging_dir is not None and "tensorboard" in cfg.report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(logging_dir)  # read by transformers' TensorBoardCallback
-    callbacks = [clock, ThreadGovernor(precision.device), ProgressReporter()]
+    callbacks = [clock, ThreadGovernor(precision.device), ProgressReporter(), *callbacks]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = Trainer(
