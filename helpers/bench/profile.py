@@ -47,19 +47,20 @@ def _self_us(average, device: str) -> float:
     return float(average.self_cpu_time_total)
 
 
-def summarize(prof: profile, device: str, steps: int) -> dict:
-    """Per profiled step: wall ms (the steps' recorded ranges), device busy ms and share of the wall
+def summarize(prof: profile, device: str) -> dict:
+    """Per profiled step (the steps' recorded ranges): wall ms, device busy ms and share of the wall
     (None on a CPU), kernels and CUDA graph launches, aten calls (nested ones too), and the top
     operators by self time on the device (on a CPU, on the host)."""
     events = prof.events()
     step_ranges = [e for e in events if e.name.startswith(STEP_EVENT)]
+    steps = max(len(step_ranges), 1)
     wall_us = sum(e.time_range.elapsed_us() for e in step_ranges)
     kernels = [e for e in events if e.device_type == DeviceType.CUDA]
     busy_us = union_us([(k.time_range.start, k.time_range.end) for k in kernels]) if device == "cuda" else None
     averages = sorted(prof.key_averages(), key=lambda a: _self_us(a, device), reverse=True)
     return {
         "steps": len(step_ranges),
-        "wall_ms_per_step": wall_us / 1000.0 / max(len(step_ranges), 1),
+        "wall_ms_per_step": wall_us / 1000.0 / steps,
         "device_busy_ms_per_step": None if busy_us is None else busy_us / 1000.0 / steps,
         "device_busy_share": None if busy_us is None or not wall_us else busy_us / wall_us,
         "kernels_per_step": len(kernels) / steps if device == "cuda" else None,
@@ -76,7 +77,7 @@ class StepProfiler(TrainerCallback):
     left out as warm-up); `summary` holds `summarize`'s record once the training ends."""
 
     def __init__(self, device: str, skip: int, steps: int) -> None:
-        self.device, self.steps = device, steps
+        self.device = device
         self.profiler = profile(activities=activities(device), schedule=step_schedule(skip, steps))
         self.summary: dict | None = None
 
@@ -89,7 +90,7 @@ class StepProfiler(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.profiler.stop()
-        self.summary = summarize(self.profiler, self.device, self.steps)
+        self.summary = summarize(self.profiler, self.device)
 
 
 def profile_calls(fn: Callable[[], object], device: str, steps: int, skip: int = 1) -> dict:
@@ -99,4 +100,4 @@ def profile_calls(fn: Callable[[], object], device: str, steps: int, skip: int =
             fn()
             synchronize(device)
             prof.step()
-    return summarize(prof, device, steps)
+    return summarize(prof, device)
