@@ -48,6 +48,20 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pair(args: argparse.Namespace) -> int:
+    import json
+
+    from helpers.compare.pair import PairError, format_pair, pair_runs
+
+    try:
+        pair = pair_runs(args.run_a, args.run_b)
+    except PairError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(pair.to_dict(), indent=2) if args.json else format_pair(pair))
+    return 0
+
+
 def _generate(args: argparse.Namespace) -> int:
     import json
 
@@ -292,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--publish", action="store_true",
                         help="copy the finished results, comparisons and report to reports/studies/<device>/<study>/")
     report.set_defaults(func=_report)
+    pair = sub.add_parser(
+        "pair", help="two finished runs side by side, from any studies: accuracy, exact McNemar, training time",
+        description=textwrap.fill("Pairs two finished run folders (experiments/<study>/<dataset>/<model>/ or their "
+                    "published copies) that scored the same test split (the same dataset, preset and seed): each "
+                    "run's accuracy, training time, steps, trainable weights and artefact, and the exact McNemar "
+                    "test on the examples only one of them got right. For a variant added to a grid in a later "
+                    "study, without rerunning the reference."),
+    )
+    pair.add_argument("run_a", help="the reference run folder (A)")
+    pair.add_argument("run_b", help="the run compared with it (B)")
+    pair.add_argument("--json", action="store_true", help="print the pair as JSON")
+    pair.set_defaults(func=_pair)
     generate = sub.add_parser(
         "generate", help="answer texts with a recorded generative run's adapter (a JSON decision, an instruction's "
                          "answer, an SQL query)",

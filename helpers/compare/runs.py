@@ -93,12 +93,20 @@ def correctness(dataset_dir: Path, table: pd.DataFrame) -> dict[str, np.ndarray]
     if table["data_fingerprint"].nunique() > 1:
         raise ValueError("the runs were evaluated on different test splits (data fingerprints differ); "
                          "paired tests need the same dataset, preset and seed for every model")
-    correct = {}
-    for model, run in zip(table["model"], table["run"], strict=True):
-        predictions = pd.read_csv(dataset_dir / run / "predictions.csv").sort_values("example")
-        correct[model] = (predictions["correct"].astype(bool) if "correct" in predictions
-                          else predictions["label"] == predictions["prediction"]).to_numpy()
-    return correct
+    return {model: run_correct(dataset_dir / run)[0].to_numpy()
+            for model, run in zip(table["model"], table["run"], strict=True)}
+
+
+def run_correct(run_dir: Path) -> tuple[pd.Series, np.ndarray]:
+    """A run's per-example right/wrong, indexed by example in order, and its labels (a task run's
+    references) in the same order: its predictions' `correct` column where it has one (a task run's
+    scored answers), else label == prediction."""
+    predictions = pd.read_csv(run_dir / "predictions.csv").sort_values("example").set_index("example")
+    correct = (predictions["correct"].astype(bool) if "correct" in predictions
+               else predictions["label"] == predictions["prediction"])
+    truth = next((c for c in ("label", "reference") if c in predictions), None)
+    labels = predictions[truth].to_numpy() if truth else np.array([])
+    return correct.rename("correct"), labels
 
 
 def label_type_of(table: pd.DataFrame) -> str:
