@@ -14,7 +14,8 @@ from helpers.evaluate.significance import mcnemar_exact
 LABELS = np.array([0, 1] * 50)
 
 
-def _run(folder, predictions, fingerprint="fp-1337", label_type="single", training_time_s=100.0, order=None):
+def _run(folder, predictions, fingerprint="fp-1337", label_type="single", training_time_s=100.0, order=None,
+         gflops=150.0):
     folder.mkdir(parents=True)
     rows = pd.DataFrame({"example": np.arange(len(LABELS)), "label": LABELS, "prediction": predictions})
     rows = rows.iloc[order] if order is not None else rows
@@ -24,7 +25,8 @@ def _run(folder, predictions, fingerprint="fp-1337", label_type="single", traini
         "model_name": folder.name, "seed": 1337, "label_type": label_type, "data_fingerprint": fingerprint,
         "accuracy": accuracy, "trainable_params": 1000, "artifact_mb": 1.5,
         "quality": {"accuracy": accuracy, "accuracy_ci95": [accuracy - 0.05, accuracy + 0.05]},
-        "training": {"training_time_s": training_time_s, "steps": 30, "method": "lora"}}))
+        "training": {"training_time_s": training_time_s, "steps": 30, "method": "lora"},
+        "speed": {"matmul_peak": {"gflops": gflops}}}))
     return folder
 
 
@@ -49,6 +51,14 @@ def test_pair_counts_the_discordant_examples_and_tests_them(tmp_path):
     text = format_pair(pair)
     assert "-10.0 points on 100 test examples" in text and "only A right 15, only B right 5" in text
     assert "0.33 of A's" in text
+    assert "matmul speeds differ" not in text
+
+
+def test_pair_warns_when_the_hosts_ran_at_different_speeds(tmp_path):
+    a = _run(tmp_path / "a", _predictions([1]), gflops=180.0)
+    pair = pair_runs(a, _run(tmp_path / "b", _predictions([1]), gflops=144.0))
+    assert pair.host_speed_ratio == pytest.approx(0.8)
+    assert "matmul speeds differ by 20 %" in format_pair(pair)
 
 
 def test_pair_refuses_runs_of_different_test_splits(tmp_path):

@@ -19,6 +19,9 @@ from helpers.core.io import read_json
 from helpers.evaluate.significance import mcnemar_exact
 
 
+HOST_SPEED_TOLERANCE = 0.15  # one host's matmul speed varied by 15-40 % between hours (docs/recipes.md)
+
+
 class PairError(ValueError):
     """Two runs that cannot be paired; the message names the file and the fix."""
 
@@ -35,6 +38,7 @@ class RunSide:
     trainable_params: int | None
     artifact_mb: float | None
     method: str | None
+    matmul_gflops: float | None  # the host's speed at the run's 04_speed: training times compare only near it
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,14 @@ class Pair:
         return self.b.accuracy - self.a.accuracy
 
     @property
+    def host_speed_ratio(self) -> float | None:
+        """B's host matmul speed over A's: far from 1, the two trained in different hours or on
+        different hosts and their time ratio says as much about the host as about the runs."""
+        if not self.a.matmul_gflops or not self.b.matmul_gflops:
+            return None
+        return self.b.matmul_gflops / self.a.matmul_gflops
+
+    @property
     def time_ratio(self) -> float | None:
         """B's training time as a share of A's (issue 24's "a third of the full fine-tune's time")."""
         if not self.a.training_time_s or self.b.training_time_s is None:
@@ -59,7 +71,8 @@ class Pair:
         return self.b.training_time_s / self.a.training_time_s
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "accuracy_difference": self.accuracy_difference, "time_ratio": self.time_ratio}
+        return {**asdict(self), "accuracy_difference": self.accuracy_difference, "time_ratio": self.time_ratio,
+                "host_speed_ratio": self.host_speed_ratio}
 
 
 def _results(run_dir: Path) -> dict:
@@ -78,7 +91,8 @@ def _side(run_dir: Path, results: dict, correct: pd.Series) -> RunSide:
         accuracy=float(correct.mean()), accuracy_ci95=tuple(ci) if ci else None,
         training_time_s=training.get("training_time_s"), steps=training.get("steps"),
         trainable_params=results.get("trainable_params"), artifact_mb=results.get("artifact_mb"),
-        method=training.get("method"))
+        method=training.get("method"),
+        matmul_gflops=(results.get("speed", {}).get("matmul_peak") or {}).get("gflops"))
 
 
 def pair_runs(run_a: str | Path, run_b: str | Path) -> Pair:
@@ -116,8 +130,10 @@ def format_pair(pair: Pair) -> str:
         ci = f"({side.accuracy_ci95[0]:.3f}-{side.accuracy_ci95[1]:.3f})" if side.accuracy_ci95 else ""
         rows.append([tag, f"{side.model} (seed {side.seed})", side.method or "-", f"{side.accuracy:.3f} {ci}".strip(),
                      _number(side.training_time_s, ".0f"), _number(side.steps, ",d"),
-                     _number(side.trainable_params, ",d"), _number(side.artifact_mb, ".1f")])
-    header = ["", "run", "method", "accuracy (95 % CI)", "training s", "steps", "trainable", "artefact MB"]
+                     _number(side.trainable_params, ",d"), _number(side.artifact_mb, ".1f"),
+                     _number(side.matmul_gflops, ".0f")])
+    header = ["", "run", "method", "accuracy (95 % CI)", "training s", "steps", "trainable", "artefact MB",
+              "matmul GFLOP/s"]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, *rows]]
@@ -125,4 +141,8 @@ def format_pair(pair: Pair) -> str:
     lines.append(f"B - A: {100 * pair.accuracy_difference:+.1f} points on {pair.test_examples:,} test examples; "
                  f"only A right {pair.a_only_correct}, only B right {pair.b_only_correct}, exact McNemar "
                  f"p = {pair.p_value:.3g}{ratio}")
+    speed = pair.host_speed_ratio
+    if speed is not None and abs(speed - 1) > HOST_SPEED_TOLERANCE:
+        lines.append(f"The two runs' matmul speeds differ by {100 * abs(speed - 1):.0f} %: they were measured in "
+                     f"different hours or on different hosts, so the time ratio is partly the host's")
     return "\n".join(lines)
