@@ -341,7 +341,6 @@ def test_merge_refuses_what_cannot_be_merged_naming_the_fix(monkeypatch, tmp_pat
     monkeypatch.setenv("SENTICOMPARE_EXPERIMENTS", str(tmp_path))
     a, b = _fake_adapter(tmp_path, "a"), _fake_adapter(tmp_path, "b")
     other_base = _fake_adapter(tmp_path, "base", base_model="org/other")
-    other_labels = _fake_adapter(tmp_path, "labels", labels=["positive", "negative"])
     generator = _fake_adapter(tmp_path, "gen", method="generate")
     rank = _fake_adapter(tmp_path, "rank", lora={"r": 16})
     layers = _fake_adapter(tmp_path, "layers", lora={"layers_to_transform": [2, 3]})
