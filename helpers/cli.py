@@ -238,7 +238,7 @@ def _bench(args: argparse.Namespace) -> int:
     from helpers.core.io import read_json
 
     for path in run_bench(load_bench(args.params), args.models, args.datasets,
-                                publish=args.publish, device=args.device):
+                          publish=args.publish, device=args.device, seed=args.seed):
         print(f"{path}\n  {tables.summary_line(read_json(path))}")
     return 0
 
@@ -452,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--models", nargs="*", default=None, help="only these model ids")
     bench.add_argument("--datasets", nargs="*", default=None, help="only these dataset ids")
     bench.add_argument("--device", default=None, help="cuda | mps | cpu (default: detected)")
+    bench.add_argument("--seed", type=int, default=None,
+                       help="another seed than the params file's (data sample, initial weights, order); "
+                            "its files are named <model>.seed<N>.json beside the params' seed's")
     bench.add_argument("--publish", action="store_true",
                        help="also write the JSON to reports/benchmarks/<device-name>/ (committed reference results)")
     bench.set_defaults(func=_bench)

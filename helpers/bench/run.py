@@ -188,8 +188,17 @@ def targets(ours: dict, ref: dict, best_ours: dict, best_ref: dict, paired: dict
 
 
 def run_bench(cfg: BenchConfig, model_ids: list[str] | None = None, dataset_ids: list[str] | None = None,
-              out_dir: Path | None = None, publish: bool = False, device: str | None = None) -> list[Path]:
-    """Run every (dataset, model) of the params file; returns the JSON files written."""
+              out_dir: Path | None = None, publish: bool = False, device: str | None = None,
+              seed: int | None = None) -> list[Path]:
+    """Run every (dataset, model) of the params file; returns the JSON files written.
+
+    `seed` replaces the params' seed (the data sample, the initial weights and the batch order) for
+    another draw of the same bench; its files are `<model>.seed<N>.json`, so they sit beside the
+    params' seed's `<model>.json` instead of replacing it.
+    """
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, seed=seed)
+    suffix = f".seed{seed}" if seed is not None else ""
     precision = precision_for(detect_device(device))
     out_dir = out_dir or experiments_dir() / "bench" / cfg.name
     written = []
@@ -200,7 +209,7 @@ def run_bench(cfg: BenchConfig, model_ids: list[str] | None = None, dataset_ids:
         for model_id in model_ids or cfg.models:
             with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
                 record = bench_model(config.get_model(model_id), splits, bench_data, cfg, precision, Path(scratch))
-            name = Path(bench_data.id) / f"{model_id}.json"
+            name = Path(bench_data.id) / f"{model_id}{suffix}.json"
             written.append(write_json(out_dir / name, record))
             if publish:
                 written.append(write_json(reports_dir() / "benchmarks" / record["device_name"] / name, record))
