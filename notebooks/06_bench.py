@@ -38,6 +38,13 @@ tables.summary_table(records)
 # %%
 tables.targets_table(records)
 
+# %% [markdown]
+# ## Accuracy over seeds: each path's mean, and McNemar on the discordant answers summed over seeds
+# (`senticompare bench <params> --seed N` adds a seed's `<model>.seed<N>.json`)
+
+# %%
+tables.seeds_table(records)
+
 # %%
 tables.throughput_figure(records);
 
@@ -64,6 +71,12 @@ tables.inference_table(records)
 
 # %%
 tables.memory_table(records)
+
+# %% [markdown]
+# ## Int8 inference: our trained model against itself (params `int8`)
+
+# %%
+tables.int8_table(records)
 
 # %% [markdown]
 # ## 1 vs 2 threads, each against a matmul peak at that thread count

@@ -21,6 +21,7 @@ from helpers.core import threads
 from helpers.core.device import Precision, precision_for
 from helpers.core.io import read_json
 from helpers.core.paths import PARAMS_DIR
+from helpers.evaluate.significance import mcnemar_exact_p
 from helpers.evaluate.inference import pad_values, padded_batch, predict_proba
 from helpers.speed import flops, timing
 from helpers.train import models, trainer
@@ -276,6 +277,7 @@ def test_bench_params_files_are_valid():
     ("smollm2-135m", "profile_steps: -1\n", "profile_steps"),
     ("smollm2-135m", "infer: {compile: max}\n", "compile"),
     ("smollm2-135m", "train: {lora_layers: 4}\n", "lora_layers must be 0"),  # the 4N FLOP count needs every layer
+    ("smollm2-135m", "int8: [int4]\n", r"int8 must be a list of int8 modes from \['weight-only', 'dynamic'\]"),
 ])
 def test_bench_params_reject_bad_entries(tmp_path, models, extra, error):
     bad = tmp_path / "bench.yaml"
@@ -295,8 +297,49 @@ def tiny_bench(tmp_path: Path) -> bench_config.BenchConfig:
         matmul=bench_config.MatmulSettings(size=64, warmup=1, repeats=2),
         threads=[1, 2], threads_train_steps=1,
         scaling=bench_config.ScalingSettings(examples=4, factors=[1, 2], max_lengths=[16, 32]),
-        profile_steps=2,
+        profile_steps=2, int8=["weight-only"],
     )
+
+
+def test_another_seed_draws_its_own_sample_and_writes_beside_the_params_seed(mirror, tmp_path, monkeypatch):
+    drawn = []
+
+    def record_of(spec, splits, bench_data, cfg, precision, scratch):  # what bench_model got, without the models
+        drawn.append(tuple(splits.train["text"]))
+        return {"seed": cfg.seed, "device_name": "here"}
+
+    monkeypatch.setattr(bench, "bench_model", record_of)
+    cfg = tiny_bench(tmp_path)
+    first = bench.run_bench(cfg, out_dir=tmp_path / "bench")
+    other = bench.run_bench(cfg, out_dir=tmp_path / "bench", seed=7)
+    assert first == [tmp_path / "bench" / "sst2" / "smollm2-135m.json"]
+    assert other == [tmp_path / "bench" / "sst2" / "smollm2-135m.seed7.json"]
+    assert [read_json(path)["seed"] for path in first + other] == [0, 7]
+    assert drawn[0] != drawn[1]  # the seed draws the data sample too
+
+
+def seed_record(seed: int, ours_only: int, ref_only: int, examples: int = 1000, speedup: float = 2.9) -> dict:
+    """The keys of a bench record that the seeds table reads; the two paths' accuracies follow from
+    the discordant counts (both right on half of the examples)."""
+    both = examples // 2
+    return {"dataset": "finefoods", "model": "smollm2-135m", "seed": seed, "train_speedup": speedup,
+            "val_accuracy_ours": (both + ours_only) / examples, "val_accuracy_reference": (both + ref_only) / examples,
+            "val_mcnemar": {"examples": examples, "ours_only_correct": ours_only, "reference_only_correct": ref_only,
+                            "p_value": 0.5}}
+
+
+def test_seeds_table_pools_the_discordant_answers_of_every_seed():
+    one = tables.seeds_table([seed_record(1337, 48, 65)])
+    assert one.loc[("finefoods", "smollm2-135m"), "points ours - ref (pooled)"] == pytest.approx(-1.7)
+    assert not one.loc[("finefoods", "smollm2-135m"), "accuracy equal"]  # 1.7 points apart
+    pooled = tables.seeds_table([seed_record(1337, 48, 65), seed_record(42, 60, 50, speedup=3.1),
+                                 seed_record(7, 55, 52, speedup=2.7)]).loc[("finefoods", "smollm2-135m")]
+    assert (pooled["seeds"], pooled["examples"], pooled["ours only / ref only"]) == ("7 42 1337", 3000, "163 / 167")
+    assert pooled["points ours - ref (pooled)"] == pytest.approx(-4 / 30)
+    assert (pooled["points min"], pooled["points max"]) == (pytest.approx(-1.7), pytest.approx(1.0))
+    assert pooled["McNemar p (pooled)"] == pytest.approx(mcnemar_exact_p(163, 167))
+    assert pooled["accuracy equal"]
+    assert (pooled["train speedup (min)"], pooled["train speedup (max)"]) == (2.7, 3.1)
 
 
 def test_accuracy_on_the_test_split_scores_1000_reviews_and_times_only_the_infer_examples():
@@ -339,11 +382,17 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
         record["val_accuracy_ours"] - record["val_accuracy_reference"])
     assert record["targets"]["val_accuracy_equal"] is False  # too few examples to call them equal
     records = tables.load_results(tmp_path / "bench")
-    assert list(tables.summary_table(records).index) == [("sst2", "smollm2-135m")]
+    assert list(tables.summary_table(records).index) == [("sst2", "smollm2-135m", 0)]
     assert set(tables.inference_table(records)["batch_size"]) == {1, 4}
     assert len(tables.scaling_table(records)) == 4 and len(tables.threads_table(records)) == 2
     assert len(tables.profile_table(records)) == 4 and "error" not in tables.profile_table(records)
     assert list(tables.training_table(records)["path"]) == ["ours (LoRA)", "reference (LoRA)", "ours (QLoRA)"]
+    int8 = record["int8"]["weight-only"]  # the trained model against an int8 copy of itself
+    assert int8["examples"] == paired["examples"] and int8["accuracy_fp32"] == record["val_accuracy_ours"]
+    assert (int8["int8_only_correct"] - int8["fp32_only_correct"]) / int8["examples"] == pytest.approx(
+        int8["accuracy"] - int8["accuracy_fp32"])
+    assert int8["weights_mb"] < int8["weights_mb_fp32"] and int8["samples_per_sec"] > 0
+    assert list(tables.int8_table(records)["mode"]) == ["weight-only"]
     for figure in (tables.throughput_figure, tables.mfu_figure, tables.batch_size_figure,
                    tables.scaling_figure):
         assert figure(records).axes

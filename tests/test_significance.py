@@ -5,8 +5,8 @@ import pytest
 from scipy.stats import binom
 from sklearn.metrics import accuracy_score, f1_score
 
-from helpers.evaluate.significance import (bootstrap_ci, macro_f1, mcnemar_exact, pairwise_mcnemar, quality_cis,
-                                           versus_majority)
+from helpers.evaluate.significance import (bootstrap_ci, macro_f1, mcnemar_exact, mcnemar_exact_p, pairwise_mcnemar,
+                                           quality_cis, versus_majority)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -43,6 +43,15 @@ def test_versus_majority_counts_the_examples_only_one_side_gets_right():
     assert (result["model_only_correct"], result["majority_only_correct"]) == (9, 1)
     assert result["p_value"] == pytest.approx(2 * binom.cdf(1, 10, 0.5))
     assert versus_majority(y_true, np.ones(30, dtype=int), 1)["p_value"] == 1.0  # the majority itself
+
+
+def test_mcnemar_from_summed_counts_is_the_test_of_the_joined_answers():
+    # Two seeds' independent samples: their discordant counts summed give the joined samples' test.
+    first, second = paired(both=20, a_only=1, b_only=9, neither=5), paired(both=4, a_only=2, b_only=6, neither=1)
+    joined = mcnemar_exact(np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]]))
+    assert joined == (3, 15, pytest.approx(mcnemar_exact_p(1 + 2, 9 + 6)))
+    assert mcnemar_exact_p(3, 15) == pytest.approx(2 * binom.cdf(3, 18, 0.5))
+    assert mcnemar_exact_p(0, 0) == 1.0
 
 
 def test_mcnemar_equal_discordance_is_one():

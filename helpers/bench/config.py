@@ -9,6 +9,7 @@ from helpers.config import ConfigError, TrainConfig, as_mapping, build, load_dat
 from helpers.config.base import check, one_of
 from helpers.config.preset import COMPILE_MODES, MIN_MAX_LENGTH
 from helpers.core.paths import PARAMS_DIR
+from helpers.evaluate.quantize import INT8_MODES
 
 
 def _positive(value) -> bool:
@@ -102,6 +103,9 @@ class BenchConfig:
     threads_models: list[str] = field(default_factory=list)  # empty: every model
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     qlora: bool = True
+    # Int8 inference modes measured on our trained model against itself (helpers/evaluate/quantize.py):
+    # accuracy on the held-out examples with exact McNemar, latency, throughput, weights.
+    int8: list[str] = field(default_factory=list)
     # Optimizer steps of each path (after warmup_steps and one more) and inference passes of each
     # path at its best batch size profiled with torch.profiler (helpers/bench/profile.py); 0: none.
     profile_steps: int = 0
@@ -114,6 +118,7 @@ class BenchConfig:
             ("threads", "a list of positive thread counts", _positives),
             ("threads_train_steps", "a positive integer", _positive),
             ("profile_steps", "a non-negative integer", lambda v: v >= 0),
+            ("int8", f"a list of int8 modes from {list(INT8_MODES)}", lambda v: set(v) <= set(INT8_MODES)),
         ])
         if self.train.quantization != "none":
             raise ConfigError("train.quantization must be 'none'; QLoRA is measured beside LoRA (qlora: true)")

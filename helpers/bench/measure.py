@@ -1,8 +1,10 @@
 """What `senticompare bench` measures, phase by phase: training (ours and the HF Trainer baseline)
 summarized per step, inference at several batch sizes and single-example latency, 1 vs 2 threads,
-scaling with data and length, LoRA vs QLoRA; each against a matmul peak measured in the same run."""
+scaling with data and length, LoRA vs QLoRA, int8 inference; each against a matmul peak measured in
+the same run."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 from pathlib import Path
@@ -17,7 +19,9 @@ from helpers.bench.config import BenchConfig, BenchData
 from helpers.core import threads
 from helpers.core.device import Precision
 from helpers.data.records import DatasetSplits
+from helpers.evaluate import quantize
 from helpers.evaluate.inference import count_tokens, predict_proba
+from helpers.evaluate.significance import mcnemar_exact
 from helpers.pipeline.run import seed_everything
 from helpers.speed import flops
 from helpers.speed.timing import machine_load, peak_memory, summarize, time_interleaved
@@ -178,6 +182,37 @@ def bench_inference(model, tokenizer, texts: list[str], batch_sizes: list[int], 
         record["profile"] = {path: guarded(profile.profile_calls, fn, device, cfg.profile_steps)
                              for path, fn in passes.items()}
     return record
+
+
+def bench_int8(model, mode: str, fp32_correct: np.ndarray, tokenizer, held_out: pd.DataFrame, texts: list[str],
+               batch_size: int, cfg: BenchConfig, max_length: int, device: str) -> dict:
+    """Our merged model against an int8 copy of itself (`mode`, helpers/evaluate/quantize.py): the
+    held-out examples each gets right (exact McNemar against the unquantized model's answers),
+    single-example latency and throughput over `texts` at `batch_size` (the two taking turns), and
+    the weights' size."""
+    quantized = quantize.quantize_int8(copy.deepcopy(model), mode)
+    load = {"before": machine_load()}
+    right = correct(quantized, tokenizer, held_out, cfg.train.eval_batch_size, max_length, device)
+    int8_only, fp32_only, p_value = mcnemar_exact(right, fp32_correct)
+    single = texts[len(texts) // 2]
+    passes = {name: (lambda m=m: predict_proba(m, tokenizer, texts, batch_size, max_length, device))
+              for name, m in (("fp32", model), ("int8", quantized))}
+    singles = {name: (lambda m=m: predict_proba(m, tokenizer, [single], 1, max_length, device))
+               for name, m in (("fp32", model), ("int8", quantized))}
+    n_tokens = count_tokens(tokenizer, texts, max_length)
+    pass_ms = time_interleaved(passes, cfg.infer.warmup, cfg.infer.repeats, device)
+    single_ms = time_interleaved(singles, cfg.infer.warmup, cfg.infer.latency_repeats, device)
+    load["after"] = machine_load()
+    rates = {name: len(texts) / (summarize(ms).median_ms / 1000.0) for name, ms in pass_ms.items()}
+    return {
+        "mode": mode, "examples": len(right), "accuracy": float(right.mean()),
+        "accuracy_fp32": float(fp32_correct.mean()), "int8_only_correct": int8_only, "fp32_only_correct": fp32_only,
+        "p_value": p_value, "points": float(right.mean() - fp32_correct.mean()) * 100,
+        "samples_per_sec": rates["int8"], "samples_per_sec_fp32": rates["fp32"], "speedup": rates["int8"] / rates["fp32"],
+        "batch_size": batch_size, "texts": len(texts), "real_tokens": n_tokens,
+        "latency": {name: latency(ms) for name, ms in single_ms.items()},
+        "weights_mb": quantize.weights_mb(quantized), "weights_mb_fp32": quantize.weights_mb(model), "load": load,
+    }
 
 
 def guarded(measurement, *args, **kwargs) -> dict:

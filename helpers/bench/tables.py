@@ -8,13 +8,15 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from helpers.bench.targets import accuracy_equal
 from helpers.core.io import read_json
+from helpers.evaluate.significance import mcnemar_exact_p
 
 PATHS = ("ours", "reference")
 
 
 def load_results(folder: str | Path) -> list[dict]:
-    """Every `<dataset>/<model>.json` under a bench folder."""
+    """Every `<dataset>/<model>.json` (and `<model>.seed<N>.json`) under a bench folder."""
     return [read_json(path) for path in sorted(Path(folder).glob("*/*.json"))]
 
 
@@ -40,7 +42,7 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         rows.append({
-            "dataset": r["dataset"], "model": r["model"], "max_length": r["max_length"],
+            "dataset": r["dataset"], "model": r["model"], "seed": r.get("seed"), "max_length": r["max_length"],
             "train tok/s ours": r["train_tokens_per_sec_ours"], "train tok/s ref": r["train_tokens_per_sec_reference"],
             "train speedup": r["train_speedup"], "train MFU": r["train_mfu"],
             "train MFU ref": r["train_mfu_reference"], "ref padding share": r["train"]["reference"]["padding_share"],
@@ -54,7 +56,37 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
             "matmul peak GFLOP/s": r["matmul_peak_gflops"],
             "load 1m start/end": f"{r['load']['start']['loadavg_1m']:.1f} / {r['load']['end']['loadavg_1m']:.1f}",
         })
-    return pd.DataFrame(rows).set_index(["dataset", "model"])
+    return pd.DataFrame(rows).set_index(["dataset", "model", "seed"])
+
+
+def seeds_table(records: list[dict]) -> pd.DataFrame:
+    """The two paths' accuracy over every seed benched of a dataset and model: the mean of each, the
+    spread of their difference, and the exact McNemar on the discordant reviews summed over the
+    seeds (each seed draws its own training and held-out sample, so the sums are independent
+    pairs); `accuracy equal` is the issue's rule (at most 1 point apart, p > 0.05, at least 1,000
+    examples) applied to the pooled answers. One seed's training order alone decides a few points
+    on a small training set, which is what several seeds average out."""
+    rows = []
+    paired = [r for r in records if r.get("val_mcnemar")]  # recorded since 2026-11-27
+    frame = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
+                           "examples": r["val_mcnemar"]["examples"], "ours_only": r["val_mcnemar"]["ours_only_correct"],
+                           "ref_only": r["val_mcnemar"]["reference_only_correct"], "ours": r["val_accuracy_ours"],
+                           "ref": r["val_accuracy_reference"], "speedup": r["train_speedup"]} for r in paired],
+                         columns=["dataset", "model", "seed", "examples", "ours_only", "ref_only", "ours", "ref",
+                                  "speedup"])
+    for (dataset, model), group in frame.groupby(["dataset", "model"], sort=False):
+        examples, ours_only, ref_only = (int(group[c].sum()) for c in ("examples", "ours_only", "ref_only"))
+        delta = (ours_only - ref_only) / examples * 100
+        p_value = mcnemar_exact_p(ours_only, ref_only)
+        points = (group["ours"] - group["ref"]) * 100
+        rows.append({"dataset": dataset, "model": model, "seeds": " ".join(str(s) for s in sorted(group["seed"])),
+                     "examples": examples, "acc ours (mean)": group["ours"].mean(),
+                     "acc ref (mean)": group["ref"].mean(),
+                     "points ours - ref (pooled)": delta, "points min": points.min(), "points max": points.max(),
+                     "ours only / ref only": f"{ours_only} / {ref_only}", "McNemar p (pooled)": p_value,
+                     "accuracy equal": accuracy_equal(delta, p_value, examples),
+                     "train speedup (min)": group["speedup"].min(), "train speedup (max)": group["speedup"].max()})
+    return pd.DataFrame(rows, columns=list(rows[0]) if rows else ["dataset", "model"]).set_index(["dataset", "model"])
 
 
 def targets_table(records: list[dict]) -> pd.DataFrame:
@@ -107,6 +139,24 @@ def memory_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def int8_table(records: list[dict]) -> pd.DataFrame:
+    """Our trained model in int8 against itself (bench params `int8`): accuracy on the held-out
+    examples with exact McNemar, throughput, latency at batch size 1, weights."""
+    rows = []
+    for r in records:
+        for mode, m in (r.get("int8") or {}).items():
+            rows.append({"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "mode": mode,
+                         "examples": m["examples"], "acc fp32": m["accuracy_fp32"], "acc int8": m["accuracy"],
+                         "points": m["points"], "int8 only / fp32 only": f"{m['int8_only_correct']} / "
+                                                                           f"{m['fp32_only_correct']}",
+                         "McNemar p": m["p_value"], "speedup": m["speedup"], "batch size": m["batch_size"],
+                         "latency ms fp32": m["latency"]["fp32"]["median_ms"],
+                         "latency ms int8": m["latency"]["int8"]["median_ms"],
+                         "weights MB fp32": m["weights_mb_fp32"], "weights MB int8": m["weights_mb"],
+                         "load 1m": m["load"]["before"]["loadavg_1m"]})
+    return pd.DataFrame(rows)
+
+
 def threads_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{"dataset": r["dataset"], "model": r["model"],
                           **{k: v for k, v in row.items() if not k.startswith("load")},
@@ -145,7 +195,7 @@ def profile_table(records: list[dict]) -> pd.DataFrame:
 def throughput_figure(records: list[dict]) -> Figure:
     """Training real tokens/s and inference samples/s, ours vs the HF Trainer baseline, per dataset and model."""
     table = summary_table(records)
-    labels = [f"{d}\n{m}" for d, m in table.index]
+    labels = [f"{d}\n{m}\nseed {seed}" for d, m, seed in table.index]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (ours, ref, title) in zip(axes, (("train tok/s ours", "train tok/s ref", "training, real tokens/s"),
                                              ("infer samples/s ours", "infer samples/s ref",
@@ -163,7 +213,7 @@ def throughput_figure(records: list[dict]) -> Figure:
 def mfu_figure(records: list[dict]) -> Figure:
     """Share of the matmul peak measured in the same run; the dashed line is the 50 % target."""
     table = summary_table(records)[["train MFU", "train MFU ref", "infer MFU", "infer MFU ref"]]
-    ax = table.set_axis([f"{d}/{m}" for d, m in table.index]).plot.bar(figsize=(9, 4), rot=0)
+    ax = table.set_axis([f"{d}/{m}/{seed}" for d, m, seed in table.index]).plot.bar(figsize=(9, 4), rot=0)
     ax.axhline(0.5, linestyle="--", color="grey")
     ax.set_ylabel("MFU (real-token FLOPs / matmul peak)")
     ax.tick_params(axis="x", labelsize=8)

@@ -26,11 +26,15 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple
         raise ValueError(f"correct_a and correct_b differ in length: {a.shape} vs {b.shape}")
     a_only = int(np.sum(a & ~b))
     b_only = int(np.sum(~a & b))
+    return a_only, b_only, mcnemar_exact_p(a_only, b_only)
+
+
+def mcnemar_exact_p(a_only: int, b_only: int) -> float:
+    """The exact two-sided McNemar p-value from the discordant counts alone (the test reads nothing
+    else), e.g. counts summed over several seeds' independent test samples."""
     if a_only + b_only == 0:
-        return a_only, b_only, 1.0
-    table = [[int(np.sum(a & b)), a_only], [b_only, int(np.sum(~a & ~b))]]
-    p_value = float(mcnemar(table, exact=True).pvalue)
-    return a_only, b_only, min(p_value, 1.0)
+        return 1.0
+    return min(float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue), 1.0)
 
 
 def versus_majority(y_true: Sequence[int], y_pred: Sequence[int], majority_label: int) -> dict[str, float | int]:
