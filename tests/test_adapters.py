@@ -20,15 +20,18 @@ from helpers import config
 from helpers.adapters import registry
 from helpers.adapters.inputs import BadRow, read_texts
 from helpers.adapters.merge import WeightedAdapter, merge_weights, parse_weighted, plan_merge
+from helpers.adapters.predict import load_predictor
 from helpers.cli import main
 from helpers.config import ConfigError
 from helpers.core import paths
 from helpers.core.device import precision_for
 from helpers.core.io import read_json
 from helpers.data.splits import read_splits
+from helpers.evaluate import quantize
 from helpers.evaluate.inference import predict_proba
 from helpers.pipeline.adapters import bring_into_run, check_study
 from helpers.pipeline.study import run_study
+from helpers.serve.predictors import PredictorCache
 from helpers.train import models
 
 STUDY = {
@@ -126,6 +129,27 @@ def test_predict_gives_the_runs_own_probabilities_and_decisions(run_dir, test_sp
     assert out["abstain"].mean() == pytest.approx(quality["abstain_share"])
     assert out["confident"].mean() == pytest.approx(quality["selective_coverage"])
     assert not (tmp_path / "out.skipped.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_predict_in_int8_answers_as_the_model_does_with_a_smaller_body(test_split, tmp_path):
+    test, predictions, labels = test_split
+    test[["text"]].to_csv(tmp_path / "texts.csv", index=False)
+    assert main(["predict", "--adapter", ADAPTER, "--int8", "weight-only", "--input", str(tmp_path / "texts.csv"),
+                 "--output", str(tmp_path / "int8.csv")]) == 0
+    columns = [f"prob_{label}" for label in labels]
+    int8 = pd.read_csv(tmp_path / "int8.csv")[columns].to_numpy()
+    gap = np.abs(int8 - predictions[columns].to_numpy())
+    assert 0 < gap.max() < 0.05  # quantized, and within rounding of the trained model's probabilities (0.021)
+    _, served = PredictorCache(int8="weight-only").predict(ADAPTER, test["text"].tolist()[:4])  # the API's loader
+    np.testing.assert_allclose([[row["probabilities"][label] for label in labels] for row in served], int8[:4],
+                               atol=1e-4)  # other batches: other padding
+    quantized = load_predictor(ADAPTER, "weight-only").model
+    assert type(quantized.model.layers[0].mlp.down_proj.weight).__name__ == "Int8Tensor"
+    assert quantized.score.weight.dtype == torch.float32  # the head stays as trained
+    assert quantize.weights_mb(quantized) < 0.5 * quantize.weights_mb(load_predictor(ADAPTER).model)
+    with pytest.raises(SystemExit):
+        main(["predict", "--adapter", ADAPTER, "--int8", "int4", "--input", "x.csv", "--output", "y.csv"])
 
 
 @pytest.mark.slow

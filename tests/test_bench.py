@@ -328,6 +328,15 @@ def seed_record(seed: int, ours_only: int, ref_only: int, examples: int = 1000, 
                             "p_value": 0.5}}
 
 
+def test_the_published_accuracy_bench_renders_every_table_and_figure():
+    records = tables.load_results(PARAMS_DIR.parent / "reports" / "benchmarks" / "cpu-amd-epyc-2t-accuracy")
+    assert sorted(r["seed"] for r in records) == [7, 42, 1337]
+    assert tables.seeds_table(records).loc[("finefoods", "smollm2-135m"), "examples"] == 3000
+    assert set(tables.int8_table(records)["mode"]) == {"weight-only", "dynamic"}
+    for figure in (tables.throughput_figure, tables.mfu_figure, tables.batch_size_figure, tables.scaling_figure):
+        assert figure(records).axes  # no scaling measured there: the figure says so
+
+
 def test_seeds_table_pools_the_discordant_answers_of_every_seed():
     one = tables.seeds_table([seed_record(1337, 48, 65)])
     assert one.loc[("finefoods", "smollm2-135m"), "points ours - ref (pooled)"] == pytest.approx(-1.7)

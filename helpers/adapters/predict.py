@@ -32,7 +32,7 @@ from helpers.adapters import registry
 from helpers.adapters.inputs import BadRow, read_texts
 from helpers.config import ConfigError
 from helpers.core.io import atomic_file, atomic_write_text, read_json
-from helpers.evaluate import calibration, conformal, selective
+from helpers.evaluate import calibration, conformal, quantize, selective
 from helpers.evaluate.inference import length_sorted_batches, predict_proba
 from helpers.generate import decode
 from helpers.generate import stage as generation
@@ -146,13 +146,21 @@ class AdapterPredictor:
         return rows
 
 
-def load_predictor(adapter: str) -> AdapterPredictor:
-    """A registered adapter's base model, LoRA, tokenizer and decision rules, loaded as 03_evaluate loads them."""
+def load_predictor(adapter: str, int8: str | None = None) -> AdapterPredictor:
+    """A registered adapter's base model, LoRA, tokenizer and decision rules, loaded as 03_evaluate
+    loads them; with `int8` (a mode of helpers/evaluate/quantize.py) the merged model's body is then
+    quantized to int8 (within 0.3 points of the model as trained on 1,000 Fine Foods reviews;
+    docs/performance.md#int8-inference)."""
     record = registry.finished_run(adapter)
     run = reopen_run(record.run_dir)
+    if int8 and run.preset.train.quantization != "none":
+        raise ConfigError(f"{adapter} was trained on a {run.preset.train.quantization} base, which stays quantized "
+                          f"under its unmerged LoRA; int8 needs a merged model: predict without --int8")
     rules = DecisionRules.from_results(record.run_dir / "results.json")
     model = models.load_finetuned(run.model, run.adapter_dir, rules.labels, run.precision,
                                   run.preset.train.quantization, label_type=run.dataset.label_type)
+    if int8:
+        quantize.quantize_int8(model, int8)
     tokenizer = (generation.tokenizer_for(run) if run.model.method == "generate"
                  else models.load_tokenizer(run.model, run.preset.truncation_side,
                                             models.saved_context_values(run.adapter_dir)))
@@ -195,10 +203,10 @@ def skipped_file_for(output: Path) -> Path:
 
 
 def predict_file(adapter: str, input_path: str | Path, output_path: str | Path, column: str = "text",
-                 show_progress: bool = True) -> PredictionSummary:
+                 show_progress: bool = True, int8: str | None = None) -> PredictionSummary:
     """Predict every text of `input_path` with a registered adapter into `output_path` (.jsonl: one
     object per text; .csv: flat columns), in the input's order; rows without a text are skipped
-    and listed, with the reason, in `<output>.skipped.jsonl`."""
+    and listed, with the reason, in `<output>.skipped.jsonl`. `int8`: see load_predictor."""
     output = Path(output_path)
     if output.suffix.lower() not in OUTPUTS:
         raise ConfigError(f"{output}: predict writes {' or '.join(OUTPUTS)}; name the output file with one of them")
@@ -207,7 +215,7 @@ def predict_file(adapter: str, input_path: str | Path, output_path: str | Path, 
         reasons = "; ".join(f"row {b.row}: {b.reason}" for b in found.bad[:5])
         raise ConfigError(f"{found.path} holds no text to predict ({len(found.bad)} row(s) without one: {reasons}); "
                           f"give a file with a {column!r} field per row, or --column naming it")
-    predictor = load_predictor(adapter)
+    predictor = load_predictor(adapter, int8)
     chunk = predictor.batch_size * CHUNK_BATCHES
     as_csv = output.suffix.lower() == ".csv"
     with atomic_file(output, text=True) as f, \

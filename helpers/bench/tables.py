@@ -245,10 +245,13 @@ def scaling_figure(records: list[dict]) -> Figure:
     """Wall time against training examples at each max length: how cost grows with work."""
     table = scaling_table(records)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (model, max_length), group in table.groupby(["model", "max_length"]):
-        ax.plot(group["examples"], group["wall_time_s"], marker="o", label=f"{model}, max_length {max_length}")
+    if table.empty:  # benched without extras (params/bench-accuracy.yaml)
+        ax.text(0.5, 0.5, "no scaling measured (bench params: extras false)", ha="center", va="center")
+    else:
+        for (model, max_length), group in table.groupby(["model", "max_length"]):
+            ax.plot(group["examples"], group["wall_time_s"], marker="o", label=f"{model}, max_length {max_length}")
+        ax.legend(fontsize=8)
     ax.set_xlabel("training examples")
     ax.set_ylabel("training wall time (s)")
-    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,26 +1,29 @@
-"""Int8 inference of a merged classifier through torchao, every linear layer of the body quantized
-and the head (`score`, `classifier`) kept as trained.
+"""Int8 inference of a merged model through torchao, every linear layer of the body quantized and
+the head (`score`, `classifier`, `lm_head`) kept as trained.
 
-Modes (one entry each; the bench measures the ones its params name):
+Modes (one entry each; the bench measures the ones its params name). Measured on SmolLM2-135M
+trained by `params/bench-accuracy.yaml` (2026-11-29, 2 CPU cores, 1,000 Fine Foods test reviews
+at 256 tokens, batch size 1), against the same model in fp32 (0.764):
 - `weight-only`: int8 weights with one scale per output channel, activations in the model's
-  dtype (torchao `Int8WeightOnlyConfig`). Measured on SmolLM2-135M fine-tuned on 2,000 SST-2
-  sentences (2026-11-29, 2 CPU cores, all 1,821 test sentences): 0.855 against 0.857 in fp32,
-  4 / 7 sentences only one of them got right (p = 0.55), at 0.93x the fp32 speed on this CPU
-  (the weights are widened before an fp32 matmul); what it saves is memory.
+  dtype (torchao `Int8WeightOnlyConfig`): 0.766 (5 / 3 reviews only one of them got right,
+  p = 0.73), the weights in 210 MB instead of 513, at 0.65x the speed: on this CPU the weights
+  are widened back before an fp32 matmul, so what it saves is memory.
 - `dynamic`: int8 weights and int8 activations scaled per token (torchao
-  `Int8DynamicActivationInt8WeightConfig`): 0.88 points below fp32 (23 / 39, p = 0.056) at 1.7x
-  fp32's throughput in batches of 32 and 1.1x at batch size 1 on 256-token reviews.
-torch's own dynamic int8 (`quantize_dynamic`, one activation scale per tensor) ran 2.5x faster
-but lost 7.9 points: the inputs of SmolLM2's `down_proj` carry outlier channels one scale cannot
-hold (that layer alone cost 5.5 points); docs/performance.md has the table.
+  `Int8DynamicActivationInt8WeightConfig`): 0.761 (14 / 17, p = 0.72) at 1.10x the throughput
+  and 1.18x the latency.
+torch's own dynamic int8 (`quantize_dynamic`, one activation scale per tensor) ran 2.5x faster on
+SST-2 but lost 7.9 points: the inputs of SmolLM2's `down_proj` carry outlier channels one scale
+cannot hold (that layer alone cost 5.5 points); docs/performance.md#int8-inference.
 """
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads where the work is: the CLI reads INT8_MODES for its options
+    import torch
 
-from helpers.train.models import HEAD_MODULES
+INT8_MODES = ("weight-only", "dynamic")
 
 
 def _configs() -> dict:
@@ -31,16 +34,16 @@ def _configs() -> dict:
     return {"weight-only": Int8WeightOnlyConfig, "dynamic": Int8DynamicActivationInt8WeightConfig}
 
 
-INT8_MODES = ("weight-only", "dynamic")
-
-
 def quantize_int8(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     """Quantize `model`'s body in place (a merged model: LoRA layers must be folded in first) and
     return it; the head stays in its dtype."""
     if mode not in INT8_MODES:
         raise ValueError(f"int8 mode must be one of {list(INT8_MODES)}, got {mode!r}")
-    config = _configs()[mode]()
+    config = _configs()[mode]()  # first: it quiets torchao's import
+    import torch
     from torchao.quantization import quantize_
+
+    from helpers.train.models import HEAD_MODULES
 
     def in_body(module: torch.nn.Module, name: str) -> bool:
         return isinstance(module, torch.nn.Linear) and name.split(".")[-1] not in HEAD_MODULES

@@ -43,6 +43,7 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_jobs: int = 1  # jobs (trainings, merges) at a time; the rest wait in the queue
     loaded_adapters: int = DEFAULT_SIZE  # adapters kept loaded for /predict and /generate
+    int8: str | None = None  # adapters loaded with their body in this int8 mode (helpers/evaluate/quantize.py)
 
     def policy(self) -> SecurityPolicy:
         return policy_for(self.host, self.port, self.token, self.max_body_bytes)
@@ -118,7 +119,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     policy = settings.policy()
     runner = JobRunner(JobStore(), settings.max_jobs)
-    predictors = PredictorCache(settings.loaded_adapters)
+    predictors = PredictorCache(settings.loaded_adapters, settings.int8)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -16,8 +16,9 @@ DEFAULT_SIZE = 4
 
 
 class PredictorCache:
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, int8: str | None = None) -> None:
         self.size = size
+        self.int8 = int8  # every adapter's body in this int8 mode (helpers/evaluate/quantize.py), or as trained
         self._loaded: OrderedDict[str, tuple[str, AdapterPredictor]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -29,7 +30,7 @@ class PredictorCache:
         self._loaded.pop(record.id, None)
         while len(self._loaded) >= self.size:
             self._loaded.popitem(last=False)
-        predictor = load_predictor(record.id)
+        predictor = load_predictor(record.id, self.int8)
         self._loaded[record.id] = (record.created, predictor)
         return predictor
 
