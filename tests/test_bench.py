@@ -331,6 +331,7 @@ def seed_record(seed: int, ours_only: int, ref_only: int, examples: int = 1000, 
 def test_the_published_accuracy_bench_renders_every_table_and_figure():
     records = tables.load_results(PARAMS_DIR.parent / "reports" / "benchmarks" / "cpu-amd-epyc-2t-accuracy")
     assert sorted(r["seed"] for r in records) == [7, 42, 1337]
+    assert set(tables.summary_table(records).index) == {("finefoods", "smollm2-135m", seed) for seed in (7, 42, 1337)}
     assert tables.seeds_table(records).loc[("finefoods", "smollm2-135m"), "examples"] == 3000
     assert set(tables.int8_table(records)["mode"]) == {"weight-only", "dynamic"}
     for figure in (tables.throughput_figure, tables.mfu_figure, tables.batch_size_figure, tables.scaling_figure):
@@ -391,7 +392,7 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
         record["val_accuracy_ours"] - record["val_accuracy_reference"])
     assert record["targets"]["val_accuracy_equal"] is False  # too few examples to call them equal
     records = tables.load_results(tmp_path / "bench")
-    assert list(tables.summary_table(records).index) == [("sst2", "smollm2-135m", 0)]
+    assert list(tables.summary_table(records).index) == [("sst2", "smollm2-135m")]  # one seed: no seed column
     assert set(tables.inference_table(records)["batch_size"]) == {1, 4}
     assert len(tables.scaling_table(records)) == 4 and len(tables.threads_table(records)) == 2
     assert len(tables.profile_table(records)) == 4 and "error" not in tables.profile_table(records)

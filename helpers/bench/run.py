@@ -18,9 +18,9 @@ import torch
 
 from helpers import config
 from helpers.bench import baseline, measure
+from helpers.bench.config import BenchConfig, BenchData
 from helpers.bench.targets import MFU as TARGET_MFU
 from helpers.bench.targets import accuracy_equal, speedup_for
-from helpers.bench.config import BenchConfig, BenchData
 from helpers.core.device import Precision, detect_device, precision_for
 from helpers.core.environment import cpu_name, environment
 from helpers.core.io import write_json

@@ -38,11 +38,13 @@ def summary_line(r: dict) -> str:
 
 
 def summary_table(records: list[dict]) -> pd.DataFrame:
-    """The headline numbers per dataset and model, with the load they were measured under."""
+    """The headline numbers per dataset and model (and seed, where a folder holds several), with the
+    load they were measured under. The seed stays out of a folder of one seed each: the table is as
+    wide as a report's PDF page holds."""
     rows = []
     for r in records:
         rows.append({
-            "dataset": r["dataset"], "model": r["model"], "seed": r.get("seed"), "max_length": r["max_length"],
+            "dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "max_length": r["max_length"],
             "train tok/s ours": r["train_tokens_per_sec_ours"], "train tok/s ref": r["train_tokens_per_sec_reference"],
             "train speedup": r["train_speedup"], "train MFU": r["train_mfu"],
             "train MFU ref": r["train_mfu_reference"], "ref padding share": r["train"]["reference"]["padding_share"],
@@ -56,7 +58,10 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
             "matmul peak GFLOP/s": r["matmul_peak_gflops"],
             "load 1m start/end": f"{r['load']['start']['loadavg_1m']:.1f} / {r['load']['end']['loadavg_1m']:.1f}",
         })
-    return pd.DataFrame(rows).set_index(["dataset", "model", "seed"])
+    table = pd.DataFrame(rows)
+    several = table.duplicated(["dataset", "model"]).any()  # benched on several seeds (--seed)
+    return table.set_index(["dataset", "model", "seed"] if several else ["dataset", "model"]).drop(
+        columns=[] if several else ["seed"])
 
 
 def seeds_table(records: list[dict]) -> pd.DataFrame:
@@ -195,7 +200,7 @@ def profile_table(records: list[dict]) -> pd.DataFrame:
 def throughput_figure(records: list[dict]) -> Figure:
     """Training real tokens/s and inference samples/s, ours vs the HF Trainer baseline, per dataset and model."""
     table = summary_table(records)
-    labels = [f"{d}\n{m}\nseed {seed}" for d, m, seed in table.index]
+    labels = ["\n".join(map(str, row)) for row in table.index]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (ours, ref, title) in zip(axes, (("train tok/s ours", "train tok/s ref", "training, real tokens/s"),
                                              ("infer samples/s ours", "infer samples/s ref",
@@ -213,7 +218,7 @@ def throughput_figure(records: list[dict]) -> Figure:
 def mfu_figure(records: list[dict]) -> Figure:
     """Share of the matmul peak measured in the same run; the dashed line is the 50 % target."""
     table = summary_table(records)[["train MFU", "train MFU ref", "infer MFU", "infer MFU ref"]]
-    ax = table.set_axis([f"{d}/{m}/{seed}" for d, m, seed in table.index]).plot.bar(figsize=(9, 4), rot=0)
+    ax = table.set_axis(["/".join(map(str, row)) for row in table.index]).plot.bar(figsize=(9, 4), rot=0)
     ax.axhline(0.5, linestyle="--", color="grey")
     ax.set_ylabel("MFU (real-token FLOPs / matmul peak)")
     ax.tick_params(axis="x", labelsize=8)
