@@ -59,9 +59,9 @@ def summary_table(records: list[dict]) -> pd.DataFrame:
             "load 1m start/end": f"{r['load']['start']['loadavg_1m']:.1f} / {r['load']['end']['loadavg_1m']:.1f}",
         })
     table = pd.DataFrame(rows)
-    several = table.duplicated(["dataset", "model"]).any()  # benched on several seeds (--seed)
-    return table.set_index(["dataset", "model", "seed"] if several else ["dataset", "model"]).drop(
-        columns=[] if several else ["seed"])
+    if table.duplicated(["dataset", "model"]).any():  # benched on several seeds (--seed)
+        return table.set_index(["dataset", "model", "seed"])
+    return table.drop(columns="seed").set_index(["dataset", "model"])
 
 
 def seeds_table(records: list[dict]) -> pd.DataFrame:
