@@ -82,6 +82,41 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     assert result.steps == 2  # 16 texts, batches of 4, two batches per optimizer step
 
 
+def trained_without_dropout(output_dir: Path, **changes) -> tuple[trainer.TrainResult, dict[str, torch.Tensor]]:
+    """Random batches of 4 over the 16 texts, every dropout off so that a step's gradient is a function
+    of its examples only; gradients clipped hard, so a step that added up its batches' mean losses
+    instead of averaging them would log twice the gradient norm."""
+    torch.set_num_threads(1)
+    model, tokenizer = fresh_model()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    cfg = control(**{"sampling": "random", "epochs": 1, "max_grad_norm": 0.05, **changes})
+    result = trainer.train(model, tokenizer, frame(), cfg, CPU, 32, 0, output_dir)
+    return result, {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def moved(adapter: dict[str, torch.Tensor], start: dict[str, torch.Tensor]) -> float:
+    """The distance between two adapters' weights, all tensors as one vector."""
+    return float(torch.cat([(adapter[name] - start[name]).flatten() for name in sorted(adapter)]).norm())
+
+
+@pytest.mark.parametrize("split", [{"micro_batch_size": 2}, {"micro_batch_size": 1},
+                                   {"batch_size": 2, "gradient_accumulation_steps": 2}])
+def test_a_batch_run_in_parts_takes_the_whole_batchs_step(tmp_path, split):
+    whole, whole_adapter = trained_without_dropout(tmp_path / "whole")
+    parts, parts_adapter = trained_without_dropout(tmp_path / "parts", **split)
+    start = {name: p.detach() for name, p in fresh_model()[0].named_parameters() if p.requires_grad}
+    assert parts.steps == whole.steps == 4
+    assert sum(parts.step_tokens) == sum(whole.step_tokens)
+    logged = [{k: e[k] for k in ("loss", "grad_norm")} for e in whole.log_history if "grad_norm" in e]
+    assert [{k: e[k] for k in ("loss", "grad_norm")} for e in parts.log_history if "grad_norm" in e] == [
+        {k: pytest.approx(v, rel=1e-4) for k, v in e.items()} for e in logged]  # a sum of means: grad_norm x2
+    assert moved(parts_adapter, whole_adapter) < 0.01 * moved(whole_adapter, start)  # float noise, Adam-amplified
+    _, other_batches = trained_without_dropout(tmp_path / "grouped", sampling="length-grouped")
+    assert moved(other_batches, whole_adapter) > 0.1 * moved(whole_adapter, start)
+
+
 KILLED_AT = 3
 
 
@@ -134,6 +169,8 @@ def test_tensorboard_writes_event_files_where_the_run_says(tmp_path):
     ({"early_stopping_patience": 2}, r"early_stopping_patience needs load_best_model_at_end: true"),
     ({"report_to": ["wandb"]}, r"report_to must be a list of trackers from \['mlflow', 'tensorboard'\]"),
     ({"metric_for_best_model": "auc"}, r"metric_for_best_model must be one of \['accuracy', 'f1', 'loss'\]"),
+    ({"sampling": "sorted"}, r"sampling must be one of \['length-grouped', 'random'\]"),
+    ({"micro_batch_size": 3}, r"micro_batch_size 3 must divide each process's batch \(batch_size 16 / processes 1\)"),
 ])
 def test_inconsistent_training_control_is_refused_when_the_config_is_built(changes, message):
     with pytest.raises(config.ConfigError, match=message):

@@ -159,8 +159,8 @@ def bench_inference(model, tokenizer, texts: list[str], batch_sizes: list[int], 
     load = {"before": machine_load()}
     for i, bs in enumerate(batch_sizes):
         times = time_interleaved({
-            "ours": lambda: predict_proba(ours_model, tokenizer, texts, bs, max_length, device),
-            "reference": lambda: baseline.classify(classifier, texts, bs, max_length),
+            "ours": lambda bs=bs: predict_proba(ours_model, tokenizer, texts, bs, max_length, device),
+            "reference": lambda bs=bs: baseline.classify(classifier, texts, bs, max_length),
         }, cfg.infer.warmup if i == 0 or warm_every_size else 0, cfg.infer.repeats, device)
         for path, ms in times.items():
             runs[path][bs] = throughput(ms, len(texts), n_tokens, forward, peak_gflops)

@@ -69,7 +69,7 @@ def fit_examples(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tra
     if evaluating and not validation:
         raise ValueError("eval_strategy needs a validation split to evaluate on")
     return fit(model, datasets.Dataset.from_list(train), datasets.Dataset.from_list(validation) if evaluating else None,
-               collator(tokenizer, precision.device), cfg, precision, seed, output_dir, logging_dir)
+               collator(tokenizer, precision.device), cfg, precision, seed, output_dir, logging_dir, token_loss=True)
 
 
 def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: pd.DataFrame, labels: list[str],

@@ -1,7 +1,8 @@
 """LoRA/QLoRA fine-tuning with the Hugging Face Trainer.
 
-Batches are padded per batch (not to max_length) and grouped by length, so the CPU spends
-its time on real tokens rather than padding, and on a CPU dropout masks are drawn by numpy
+Batches are padded per batch (not to max_length); `train.micro_batch_size` runs each random batch
+sorted by length in micro-batches (helpers/train/sampler.py), so the CPU spends its time on real
+tokens rather than padding without giving up random batches; and on a CPU dropout masks are drawn by numpy
 (helpers/train/dropout.py: torch's CPU sampler took 13 % of a LoRA step). On CUDA, where these small
 models are bound by the host's kernel launches rather than by the GPU, two more things pay
 (measured on an H100, SmolLM2-135M, Fine Foods: median step 342 -> 206 ms): batch lengths
@@ -35,6 +36,7 @@ from helpers.core.threads import free_core_threads
 from helpers.data.context import model_texts
 from helpers.train import distributed
 from helpers.train.dropout import use_numpy_dropout
+from helpers.train.sampler import SortedStepSampler
 
 
 @dataclass
@@ -179,10 +181,16 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
 
 def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Dataset | None, collator,
         cfg: TrainConfig, precision: Precision, seed: int, output_dir: Path, logging_dir: Path | None = None,
-        compute_metrics=None, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
+        compute_metrics=None, callbacks: Sequence[TrainerCallback] = (), token_loss: bool = False) -> TrainResult:
     """The training loop of `train` on tokenized data with its collator: classification (above) and
-    supervised fine-tuning of a generator (helpers/generate/sft.py) share it. Without
-    `compute_metrics`, the validation loss is the only validation metric and picks the best checkpoint."""
+    supervised fine-tuning of a generator (helpers/generate/sft.py, `token_loss`) share it. Without
+    `compute_metrics`, the validation loss is the only validation metric and picks the best checkpoint.
+
+    A step of several batches (gradient accumulation, micro-batches) takes the mean loss over the
+    step's examples: a classification head's loss is its batch's mean, divided by the batches in the
+    step (transformers would add the means up for a head that takes loss kwargs without using them,
+    BERT's among them); a generator's loss is summed over the step's answer tokens and divided by
+    their count (`num_items_in_batch`), whatever batch they fall in."""
     set_seed(seed)
     freeze_in_compute_dtype(model, precision)
     if precision.device == "cpu" and cfg.compile == "none":  # numpy would break a compiled graph
@@ -194,10 +202,12 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     processes = distributed.world_size()  # batch_size is the global batch (helpers/train/distributed.py)
+    per_process = cfg.batch_size // processes
+    micro = cfg.micro_batch_size or per_process
     dynamo_environment = _dynamo_environment()
     args = TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=cfg.batch_size // processes,
+        per_device_train_batch_size=micro,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -205,7 +215,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         warmup_steps=round(cfg.warmup_ratio * total_steps),
         lr_scheduler_type="linear",
         logging_steps=max(1, total_steps // 20),
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps * (per_process // micro),
         gradient_checkpointing=cfg.gradient_checkpointing,
         max_grad_norm=cfg.max_grad_norm,
         eval_strategy=cfg.eval_strategy,
@@ -220,7 +230,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         report_to=[t for t in cfg.report_to if t == "tensorboard"] or "none",  # MLflow: helpers/pipeline/tracking.py
         seed=seed,
         data_seed=seed,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if cfg.sampling == "length-grouped" else "random",
         use_cpu=precision.device == "cpu",
         fp16=precision.fp16,
         bf16=precision.bf16,
@@ -238,7 +248,8 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
     callbacks = [clock, ThreadGovernor(precision.device), ProgressReporter(), *callbacks]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = Trainer(
+    sorted_steps = cfg.sampling == "random" and micro < per_process
+    trainer = (SortedStepTrainer if sorted_steps else Trainer)(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -248,6 +259,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         callbacks=callbacks,
     )
     _restore_dynamo_environment(dynamo_environment)  # the Trainer has read it
+    trainer.model_accepts_loss_kwargs = token_loss
     resume = last_checkpoint(output_dir) if cfg.save_strategy != "no" else None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -269,6 +281,16 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         best_step=_step_of(trainer.state.best_model_checkpoint),
         best_metric=trainer.state.best_metric,
     )
+
+
+class SortedStepTrainer(Trainer):
+    """The Trainer reading each optimizer step's random examples longest first, so that the step's
+    micro-batches (its gradient accumulation) each pad to a similar length (helpers/train/sampler.py)."""
+
+    def _get_train_sampler(self, train_dataset=None) -> SortedStepSampler:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        step = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        return SortedStepSampler([len(ids) for ids in dataset["input_ids"]], step, self.args.data_seed)
 
 
 def _dynamo_environment() -> dict[str, str]:
