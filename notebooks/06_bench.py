@@ -13,7 +13,7 @@
 # # 06 · Benchmark: our path against the HF Trainer baseline (pad to max length)
 # Written by `senticompare bench params/bench.yaml`: in one run on the same machine, model, data
 # and seed, training with the HF Trainer baseline (HF Trainer + peft, every text padded to
-# `max_length`, default settings) against ours (dynamic padding, length-grouped batches), and
+# `max_length`, default settings) against ours (the same batches, each sorted into micro-batches), and
 # `transformers.pipeline("text-classification")` defaults against our length-sorted prediction
 # path. FLOPs are counted per real token (2·N forward, 4·N LoRA training, N = per-token linear
 # weights) and divided by a torch matmul peak measured in the same run (MFU). Every number sits
