@@ -15,7 +15,9 @@ sampler's (the same permutation), sorted by length and run as micro-batches (gra
 TrainConfig `micro_batch_size`) whose gradients add up to the batch's. Gemma, micro-batches of 2:
 0.830 / 0.825 against the baseline's 0.832 / 0.827 on seeds 1337 / 42, with 12 / 14 and 4 / 6
 reviews answered differently, in 129 s of training against the baseline's 253 s (whole random
-batches padded to their longest: 199 s; micro-batches of 4: 134 s).
+batches padded to their longest: 199 s; micro-batches of 4: 134 s). transformers' own
+`batch_rebalance` sampler sorts a step the same way but cuts it into micro-batches of unequal
+sizes, whose batch-mean losses a classification head cannot weight by size.
 """
 from __future__ import annotations
 
