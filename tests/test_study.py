@@ -19,6 +19,8 @@ from helpers.core import paths
 from helpers.core.io import read_json, write_yaml
 from helpers.evaluate import conformal
 from helpers.pipeline.publish import publish_study
+from helpers.pipeline.recorded import differences
+from helpers.pipeline.run import open_run, reopen_run
 from helpers.pipeline.study import plan_runs, report_study, run_study
 
 pytestmark = pytest.mark.slow
@@ -221,6 +223,48 @@ def test_a_single_stage_reruns_with_plain_papermill_to_the_same_metrics(tiny_stu
     for key in ("accuracy", "f1", "precision", "recall", "confusion_matrix"):
         assert again[key] == recorded[key], key
     assert json.dumps(again["accuracy_ci95"]) == json.dumps(recorded["accuracy_ci95"])
+
+
+def test_settings_compare_key_by_key_and_prose_is_left_out():
+    recorded = {"train": {"epochs": 3, "lora_targets": ["q"], "description": "old words"}, "seed": 1}
+    resolved = {"train": {"epochs": 3, "lora_targets": ["q", "v"], "sampling": "random", "description": "new"},
+                "seed": 1}
+    assert differences(recorded, resolved, "preset") == [
+        "preset.train.lora_targets: ['q'] -> ['q', 'v']", "preset.train.sampling: '<not set>' -> 'random'"]
+    assert differences(recorded, recorded, "preset") == []
+
+
+def test_a_run_made_under_other_settings_is_neither_rerun_nor_reused(tiny_study):
+    """A preset's content or a setting's default can change between commits (0838c14 changed which
+    batches a training draws): a finished run recorded under other settings than today's code
+    resolves from its params.yaml stops a stage rerun and a study's reuse, naming each moved
+    setting and the commit, and keeps its results; reading its adapter still works."""
+    path, _ = tiny_study
+    run_dir = paths.experiments_dir() / "tiny" / "sst2" / "minilm-l6"
+    results = run_dir / "results.json"
+    original = results.read_bytes()
+    record = json.loads(original)
+    train = record["params"]["preset"]["train"]
+    del train["sampling"]  # made before the setting existed
+    train["micro_batch_size"] = 4
+    record["params"]["dataset"]["description"] = "prose changes no number"
+    record["environment"]["git"]["commit"] = "0123456789abcdef0123456789abcdef01234567"
+    results.write_text(json.dumps(record))
+    edited = results.read_bytes()
+    failed = paths.experiments_dir() / "tiny" / "sst2" / "distilbert-base" / "failed.json"
+    try:
+        with pytest.raises(config.ConfigError) as stopped:
+            open_run(**config.read_yaml(run_dir / "params.yaml"))
+        message = str(stopped.value)
+        assert [line.strip() for line in message.splitlines() if line.startswith("  ")] == [
+            "preset.train.micro_batch_size: 4 -> 0", "preset.train.sampling: '<not set>' -> 'random'"]
+        assert "commit 0123456789abcdef" in message and "git worktree add ../rerun 0123456789ab" in message
+        with pytest.raises(config.ConfigError, match="no longer resolves"):
+            run_study(path, report=False)
+        assert results.read_bytes() == edited and failed.is_file()  # checked before any folder was touched
+        assert reopen_run(run_dir).preset.train.sampling == "random"
+    finally:
+        results.write_bytes(original)
 
 
 def test_a_study_stopped_part_way_is_reported_and_published_with_what_did_not_finish(tiny_study, tmp_path):

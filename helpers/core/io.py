@@ -43,14 +43,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy scalars and arrays as JSON/YAML-friendly Python values."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, float) and value != value:
@@ -61,7 +61,7 @@ def _plain(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(_plain(data), indent=2, sort_keys=False) + "\n")
+    return atomic_write_text(path, json.dumps(plain(data), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -69,4 +69,4 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_yaml(path: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(path, yaml.safe_dump(_plain(data), sort_keys=False))
+    return atomic_write_text(path, yaml.safe_dump(plain(data), sort_keys=False))

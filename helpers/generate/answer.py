@@ -17,7 +17,7 @@ def open_generative_run(run_dir: str | Path) -> Run:
     if not params_file.is_file():
         raise ConfigError(f"{params_file} not found: give the folder of a recorded run "
                           f"(experiments/<study>/<dataset>/<model>/)")
-    run = open_run(**read_yaml(params_file))
+    run = open_run(**read_yaml(params_file), check_record=False)  # reads its adapter, writes nothing
     if run.model.method != "generate":
         raise ConfigError(f"{run_dir} is a run of {run.model.id!r}, which classifies with a head and writes "
                           f"nothing; give a run of a `method: generate` model (e.g. smollm2-135m-json)")

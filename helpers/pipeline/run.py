@@ -25,8 +25,10 @@ from helpers.core.environment import environment
 from helpers.core.io import read_json, write_json
 from helpers.core.paths import resolve
 from helpers.pipeline import adapters
+from helpers.pipeline.recorded import check_rerun
 
 STAGES = ("01_data", "02_train", "03_evaluate", "04_speed")
+SCRATCH = "scratch"  # the notebooks' default study: throwaway runs, rerun with any parameters
 
 
 @dataclass
@@ -84,15 +86,19 @@ def seed_everything(seed: int) -> None:
 
 
 def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, data_dir: str | None = None,
-             overrides: dict | None = None, study: str = "scratch", device: str | None = None,
-             holdout_group: str | None = None, holdout_by: str = "group", adapter: str | None = None) -> Run:
+             overrides: dict | None = None, study: str = SCRATCH, device: str | None = None,
+             holdout_group: str | None = None, holdout_by: str = "group", adapter: str | None = None,
+             check_record: bool = True) -> Run:
     """Resolve a stage notebook's parameters into checked records and seed every RNG.
     Training settings: the preset's, then the model's own recipe, then the study's overrides, then
     a `<model>@<recipe>` variant's recipe (the thing the study compares, so it has the last word).
     A holdout_group makes the run leave that group (a value of the `holdout_by` column: group, or
     context) out of training and test on it alone. The resolved context_mode is checked against the
     dataset and model here, where they first meet. With `adapter` (a registered adapter's id), `model`
-    is the study's name for it and the model is the one it was trained from (helpers/pipeline/adapters.py)."""
+    is the study's name for it and the model is the one it was trained from (helpers/pipeline/adapters.py).
+    A run_dir that holds a finished run must resolve to the settings its results.json recorded
+    (helpers/pipeline/recorded.py), except in the scratch study; `check_record=False` for callers
+    that only read its adapter."""
     seed_everything(seed)
     spec = config.get_model(model) if adapter is None else adapters.adapter_model(model, adapter)
     resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
@@ -104,7 +110,7 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
     check_context_mode(final.context_mode, dataset_spec, spec)
     if adapter is not None:
         adapters.check_fits(adapter, dataset_spec)
-    return Run(
+    run = Run(
         study=study,
         model=spec,
         dataset=dataset_spec,
@@ -115,16 +121,19 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
         precision=precision_for(detect_device(device)),
         adapter=adapter,
     )
+    if check_record and study != SCRATCH:
+        check_rerun(run.run_dir, run_params(run))
+    return run
 
 
 def reopen_run(run_dir: str | Path) -> Run:
     """A recorded run from its folder's params.yaml, at the place the folder lies now (it may have
-    been moved or copied since it ran)."""
+    been moved or copied since it ran), to read its adapter: not checked against its record."""
     params_file = Path(run_dir) / "params.yaml"
     if not params_file.is_file():
         raise config.ConfigError(f"{params_file} not found: give the folder of a recorded run "
                                  f"(experiments/<study>/<dataset>/<model>/)")
-    return open_run(**{**config.read_yaml(params_file), "run_dir": str(Path(run_dir).resolve())})
+    return open_run(**{**config.read_yaml(params_file), "run_dir": str(Path(run_dir).resolve())}, check_record=False)
 
 
 def run_params(run: Run) -> dict[str, Any]:

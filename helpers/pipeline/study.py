@@ -1,7 +1,8 @@
 """The study runner: every stage notebook once per model x dataset x seed through papermill,
 then the comparison per dataset, then the report.
 
-Finished runs are reused (their params.yaml must match), every written file lands atomically,
+Finished runs are reused (their params.yaml must match, and so must the settings today's code
+resolves from it: helpers/pipeline/recorded.py), every written file lands atomically,
 and a model whose notebook fails is recorded as failed while the others go on. Before any
 training, every dataset is loaded and checked for every seed. One runner holds a study at a time
 (helpers/pipeline/lock.py). `--force` replaces a finished run only once its new run has finished:
@@ -32,7 +33,7 @@ from helpers.pipeline import adapters, executors, holdout
 from helpers.pipeline.lock import study_lock
 from helpers.pipeline.notebooks import (clean_kernel_leftovers, error_summary, execute_notebook,
                                         pin_threads_in_reproduce, reproduce_command, sync_notebooks)
-from helpers.pipeline.run import STAGES
+from helpers.pipeline.run import STAGES, open_run
 
 log = logging.getLogger(__name__)
 COMPARE_STAGE = "05_compare"
@@ -130,19 +131,28 @@ def clear_attempt(run_dir: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def _prepare_run_dir(plan: RunPlan, force: bool, study_root: Path) -> bool:
-    """True when the run must execute; False when its finished results are reused. Under --force a
-    finished run is moved aside (see the module docstring), never deleted before its replacement exists."""
-    params_file = plan.run_dir / "params.yaml"
+def _reusable(plan: RunPlan, force: bool) -> bool:
+    """True when the run finished with the parameters and settings the study plans for it; an error
+    when it finished with others (so a study checks every run before it touches any folder)."""
     results = plan.run_dir / "results.json"
-    if results.exists() and not force:
-        recorded = yaml.safe_load(params_file.read_text()) if params_file.exists() else None
-        if recorded == plan.params:
-            return False
+    if not results.exists() or force:
+        return False
+    params_file = plan.run_dir / "params.yaml"
+    recorded = yaml.safe_load(params_file.read_text()) if params_file.exists() else None
+    if recorded != plan.params:
         raise config.ConfigError(
             f"{plan.run_dir} holds results made with other parameters; rerun with --force to replace "
             f"them, or give the study another name"
         )
+    open_run(**plan.params)  # stops when today's code resolves other settings than results.json recorded
+    return True
+
+
+def _prepare_run_dir(plan: RunPlan, study_root: Path) -> None:
+    """Make the folder of a run that must execute. A finished run (under --force) is moved aside
+    (see the module docstring), never deleted before its replacement exists."""
+    params_file = plan.run_dir / "params.yaml"
+    results = plan.run_dir / "results.json"
     if results.exists():
         backup = _aside(study_root, plan.run_dir, REPLACED)
         shutil.rmtree(backup, ignore_errors=True)
@@ -153,7 +163,6 @@ def _prepare_run_dir(plan: RunPlan, force: bool, study_root: Path) -> bool:
     write_yaml(params_file, plan.params)
     atomic_write_text(plan.run_dir / "reproduce.sh", "#!/usr/bin/env bash\n# Rerun any stage of this run from the project root.\nset -e\n"
                       + "".join(reproduce_command(stage, plan.run_dir) + "\n" for stage in STAGES))
-    return True
 
 
 def _settle(plan: RunPlan, study_root: Path, succeeded: bool) -> None:
@@ -263,8 +272,10 @@ def _run(study: Study, root: Path, force: bool, report: bool) -> StudyOutcome:
     notebooks = sync_notebooks()
     plans = plan_runs(study)
     outcome = StudyOutcome(study.name)
-    todo = [plan for plan in plans if _prepare_run_dir(plan, force, root)]
-    outcome.reused = [plan for plan in plans if plan not in todo]
+    outcome.reused = [plan for plan in plans if _reusable(plan, force)]
+    todo = [plan for plan in plans if plan not in outcome.reused]
+    for plan in todo:
+        _prepare_run_dir(plan, root)
     remote = study.executor in executors.REMOTE  # it shows its own bar, of runs done
     bar = tqdm(total=len(todo) * len(STAGES), desc=study.name, unit="stage", disable=not todo or remote)
     failures = executors.get(study.executor)(todo, NotebookStages(notebooks, bar), STAGES, study.max_workers,

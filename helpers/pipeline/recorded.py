@@ -1,0 +1,60 @@
+"""A finished run's recorded settings against the ones today's code resolves for it.
+
+A reviewer reruns one stage of a recorded run and expects its numbers again (README). That holds
+only while the code resolves the same settings from the run's `params.yaml`, which names a preset
+and overrides, not their values: a preset's content or a setting's default can change between
+commits. Commit 0838c14 did both (`train.sampling` now defaults to the Trainer's random batches,
+and `standard` runs micro-batches of 4), so a run recorded before it and retrained at a later
+commit would have drawn other batches and given other numbers without a word. `results.json`
+keeps the settings a run was made with (`params`), so a rerun compares before it writes anything
+and stops, naming each setting that moved and the commit the run was made at.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from helpers.config import ConfigError
+from helpers.core.io import plain, read_json
+
+# The settings that decide a run's numbers. Left out: where the data lies (data_dir: a reviewer's
+# mirror), the device (another machine gives float noise, not other settings) and the study name.
+COMPARED = ("model", "dataset", "preset", "seed", "adapter")
+IGNORED_KEYS = frozenset({"description"})  # prose only
+NOT_SET = "<not set>"
+
+
+def differences(recorded: Any, resolved: Any, where: str) -> list[str]:
+    """Every setting under `where` whose recorded value differs from the resolved one, as
+    `key: recorded -> resolved`; a key one side lacks shows as <not set> there."""
+    if isinstance(recorded, dict) and isinstance(resolved, dict):
+        return [line for key in sorted(set(recorded) | set(resolved)) if key not in IGNORED_KEYS
+                for line in differences(recorded.get(key, NOT_SET), resolved.get(key, NOT_SET), f"{where}.{key}")]
+    return [] if recorded == resolved else [f"{where}: {recorded!r} -> {resolved!r}"]
+
+
+def check_rerun(run_dir: Path, resolved: dict[str, Any]) -> None:
+    """Raise a ConfigError naming what moved when `run_dir` holds a finished run (results.json)
+    made with other settings than `resolved` (helpers.pipeline.run.run_params)."""
+    results = run_dir / "results.json"
+    if not results.is_file():
+        return
+    record = read_json(results)
+    recorded = record.get("params")
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{results} records no `params`, so a rerun cannot be checked against it: "
+                          f"run it again in a new run_dir")
+    now = plain(resolved)
+    moved = [line for key in COMPARED for line in differences(recorded.get(key), now.get(key), key)]
+    if not moved:
+        return
+    commit = (record.get("environment", {}).get("git") or {}).get("commit")
+    at_commit = (f"at that commit (git worktree add ../rerun {commit[:12]})" if commit
+                 else "at the commit it was made at (its results.json does not name it)")
+    shown = "\n  ".join(moved[:12]) + (f"\n  ... and {len(moved) - 12} more" if len(moved) > 12 else "")
+    raise ConfigError(
+        f"{run_dir} was made at commit {commit or '(not recorded)'} with settings this code no longer "
+        f"resolves from its params.yaml:\n  {shown}\nIts numbers belong to those settings, so neither a stage "
+        f"rerun nor a study may reuse or overwrite them here. Rerun a stage {at_commit}; make the run again "
+        f"under today's settings (senticompare run <study> --force keeps the old results until the new ones "
+        f"finish); or report it as it was made (senticompare report <study>).")
