@@ -244,9 +244,9 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-INT8_HELP = ("load the model with its body in int8 (torchao). On SmolLM2 and 2,000 reviews: weight-only +0.2 points "
-             "in 0.41 of the weights' memory at 0.95-0.98x the speed on a CPU; dynamic -0.7 points at 0.97-1.13x "
-             "(docs/performance.md)")
+INT8_HELP = ("load the model with its body in int8 (torchao). On SmolLM2 and 3,000 reviews: weight-only +0.3 points "
+             "in 0.41 of the weights' memory at 0.95-0.98x the speed on a CPU; dynamic -0.2 points pooled, -1.2 to "
+             "+0.8 on single runs, at 0.97-1.13x (docs/performance.md)")
 
 ENVIRONMENT = """environment variables:
   SENTICOMPARE_DATA_DIR     local data mirror laid out like ../shared/datasets (or a study's data_dir)

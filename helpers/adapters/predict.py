@@ -149,8 +149,9 @@ class AdapterPredictor:
 def load_predictor(adapter: str, int8: str | None = None) -> AdapterPredictor:
     """A registered adapter's base model, LoRA, tokenizer and decision rules, loaded as 03_evaluate
     loads them; with `int8` (a mode of helpers/evaluate/quantize.py) the merged model's body is then
-    quantized to int8 (against the model as trained on 2,000 Fine Foods reviews: weight-only within
-    0.3 points on SmolLM2 and Gemma 3, dynamic 0.7 points behind on SmolLM2; docs/performance.md#int8-inference)."""
+    quantized to int8 (against the model as trained on 3,000 Fine Foods reviews: weight-only within
+    0.3 points on SmolLM2 and Gemma 3, dynamic 0.2 behind pooled but up to 1.2 on one run;
+    docs/performance.md#int8-inference)."""
     record = registry.finished_run(adapter)
     run = reopen_run(record.run_dir)
     if int8 and run.preset.train.quantization != "none":

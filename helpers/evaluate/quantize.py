@@ -2,15 +2,16 @@
 the head (`score`, `classifier`, `lm_head`) kept as trained.
 
 Modes (one entry each; the bench measures the ones its params name). Measured on SmolLM2-135M
-trained by `params/bench-accuracy.yaml` (2026-11-29, 2 CPU cores, 1,000 Fine Foods test reviews
-at 256 tokens, batch size 1), against the same model in fp32 (0.764):
+trained by `params/bench-accuracy.yaml` on three seeds (2026-11-29, 2 CPU cores, 1,000 Fine Foods
+test reviews each at 256 tokens, batch size 1), against the same models in fp32:
 - `weight-only`: int8 weights with one scale per output channel, activations in the model's
-  dtype (torchao `Int8WeightOnlyConfig`): 0.766 (5 / 3 reviews only one of them got right,
-  p = 0.73), the weights in 210 MB instead of 513, at 0.65x the speed: on this CPU the weights
-  are widened back before an fp32 matmul, so what it saves is memory.
+  dtype (torchao `Int8WeightOnlyConfig`): +0.3 points pooled (18 / 10 reviews only one of them
+  got right, p = 0.18), +0.1 to +0.4 on single runs, the weights in 210 MB instead of 513, at 0.95-0.98x
+  the speed: on this CPU the weights are widened back before an fp32 matmul, so what it saves is
+  memory.
 - `dynamic`: int8 weights and int8 activations scaled per token (torchao
-  `Int8DynamicActivationInt8WeightConfig`): 0.761 (14 / 17, p = 0.72) at 1.10x the throughput
-  and 1.18x the latency.
+  `Int8DynamicActivationInt8WeightConfig`): −0.2 points pooled (30 / 35, p = 0.62) but −1.2 to
+  +0.8 on single runs, at 0.97-1.13x the throughput.
 torch's own dynamic int8 (`quantize_dynamic`, one activation scale per tensor) ran 2.5x faster on
 SST-2 but lost 7.9 points: the inputs of SmolLM2's `down_proj` carry outlier channels one scale
 cannot hold (that layer alone cost 5.5 points); docs/performance.md#int8-inference.
