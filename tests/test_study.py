@@ -238,7 +238,8 @@ def test_a_run_made_under_other_settings_is_neither_rerun_nor_reused(tiny_study)
     """A preset's content or a setting's default can change between commits (0838c14 changed which
     batches a training draws): a finished run recorded under other settings than today's code
     resolves from its params.yaml stops a stage rerun and a study's reuse, naming each moved
-    setting and the commit, and keeps its results; reading its adapter still works."""
+    setting and the commit, and keeps its results. Reading its adapter stops only where what the
+    adapter reads moved (here its texts' length), not how it trained."""
     path, _ = tiny_study
     run_dir = paths.experiments_dir() / "tiny" / "sst2" / "minilm-l6"
     results = run_dir / "results.json"
@@ -262,7 +263,14 @@ def test_a_run_made_under_other_settings_is_neither_rerun_nor_reused(tiny_study)
         with pytest.raises(config.ConfigError, match="no longer resolves"):
             run_study(path, report=False)
         assert results.read_bytes() == edited and failed.is_file()  # checked before any folder was touched
-        assert reopen_run(run_dir).preset.train.sampling == "random"
+        assert reopen_run(run_dir).preset.train.sampling == "random"  # how it trained: not what a reader sees
+        record["params"]["preset"]["max_length"] = 40
+        record["params"]["model"]["train"]["epochs"] = 9
+        results.write_text(json.dumps(record))
+        with pytest.raises(config.ConfigError) as unread:
+            reopen_run(run_dir)
+        assert [line.strip() for line in str(unread.value).splitlines() if line.startswith("  ")] == [
+            "preset.max_length: 40 -> 48"]
     finally:
         results.write_bytes(original)
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.config import ConfigError, read_yaml
+from helpers.config import ConfigError
 from helpers.generate import stage, task_stage
-from helpers.pipeline.run import Run, open_run
+from helpers.pipeline.run import Run, reopen_run
 
 
 def open_generative_run(run_dir: str | Path) -> Run:
     """The recorded run of a `method: generate` model in `run_dir`, else an error naming the fix."""
-    params_file = Path(run_dir) / "params.yaml"
-    if not params_file.is_file():
-        raise ConfigError(f"{params_file} not found: give the folder of a recorded run "
-                          f"(experiments/<study>/<dataset>/<model>/)")
-    run = open_run(**read_yaml(params_file), check_record=False)  # reads its adapter, writes nothing
+    run = reopen_run(run_dir)
     if run.model.method != "generate":
         raise ConfigError(f"{run_dir} is a run of {run.model.id!r}, which classifies with a head and writes "
                           f"nothing; give a run of a `method: generate` model (e.g. smollm2-135m-json)")

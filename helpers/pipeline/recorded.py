@@ -8,6 +8,10 @@ and `standard` runs micro-batches of 4), so a run recorded before it and retrain
 commit would have drawn other batches and given other numbers without a word. `results.json`
 keeps the settings a run was made with (`params`), so a rerun compares before it writes anything
 and stops, naming each setting that moved and the commit the run was made at.
+
+Commands that read a finished run's adapter (predict, serve, export, evaluate on other data,
+generate) take its inputs' settings from today's resolution too: they stop only when one of
+those moved (`READ`), since a change to how it trained does not change what it predicts.
 """
 from __future__ import annotations
 
@@ -22,6 +26,14 @@ from helpers.core.io import plain, read_json
 COMPARED = ("model", "dataset", "preset", "seed", "adapter")
 IGNORED_KEYS = frozenset({"description"})  # prose only
 NOT_SET = "<not set>"
+# What a reader of the adapter takes from today's resolution: the model (not its training recipe),
+# the labels and the prompt, how a text becomes the model's input, how a generator decodes, and the
+# base the adapter loads onto. Where the training data came from is not read.
+READ = ("adapter", "model", "dataset.task", "dataset.label_type", "dataset.labels", "dataset.question",
+        "dataset.verbalizers", "dataset.abstain_labels", "dataset.context_column", "preset.max_length",
+        "preset.truncation_side", "preset.context_mode", "preset.generation", "preset.train.method",
+        "preset.train.quantization")
+NOT_READ = ("model.train", "model.recipe")
 
 
 def differences(recorded: Any, resolved: Any, where: str) -> list[str]:
@@ -33,9 +45,19 @@ def differences(recorded: Any, resolved: Any, where: str) -> list[str]:
     return [] if recorded == resolved else [f"{where}: {recorded!r} -> {resolved!r}"]
 
 
-def check_rerun(run_dir: Path, resolved: dict[str, Any]) -> None:
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _read_by_adapter(line: str) -> bool:
+    key = line.split(":", 1)[0]
+    return _under(key, READ) and not _under(key, NOT_READ)
+
+
+def check_rerun(run_dir: Path, resolved: dict[str, Any], reading: bool = False) -> None:
     """Raise a ConfigError naming what moved when `run_dir` holds a finished run (results.json)
-    made with other settings than `resolved` (helpers.pipeline.run.run_params)."""
+    made with other settings than `resolved` (helpers.pipeline.run.run_params); `reading` for a
+    command that reads its adapter, which minds only the settings in READ."""
     results = run_dir / "results.json"
     if not results.is_file():
         return
@@ -46,15 +68,21 @@ def check_rerun(run_dir: Path, resolved: dict[str, Any]) -> None:
                           f"run it again in a new run_dir")
     now = plain(resolved)
     moved = [line for key in COMPARED for line in differences(recorded.get(key), now.get(key), key)]
+    if reading:
+        moved = [line for line in moved if _read_by_adapter(line)]
     if not moved:
         return
     commit = (record.get("environment", {}).get("git") or {}).get("commit")
     at_commit = (f"at that commit (git worktree add ../rerun {commit[:12]})" if commit
                  else "at the commit it was made at (its results.json does not name it)")
     shown = "\n  ".join(moved[:12]) + (f"\n  ... and {len(moved) - 12} more" if len(moved) > 12 else "")
-    raise ConfigError(
-        f"{run_dir} was made at commit {commit or '(not recorded)'} with settings this code no longer "
-        f"resolves from its params.yaml:\n  {shown}\nIts numbers belong to those settings, so neither a stage "
-        f"rerun nor a study may reuse or overwrite them here. Rerun a stage {at_commit}; make the run again "
-        f"under today's settings (senticompare run <study> --force keeps the old results until the new ones "
-        f"finish); or report it as it was made (senticompare report <study>).")
+    made = (f"{run_dir} was made at commit {commit or '(not recorded)'} with settings this code no longer "
+            f"resolves from its params.yaml:\n  {shown}\n")
+    again = ("make the run again under today's settings (senticompare run <study> --force keeps the old results "
+             "until the new ones finish)")
+    if reading:
+        raise ConfigError(made + f"Its adapter would see texts, labels or decoding unlike those it was trained "
+                                 f"and evaluated with. Read it {at_commit}, or {again}.")
+    raise ConfigError(made + f"Its numbers belong to those settings, so neither a stage rerun nor a study may reuse "
+                             f"or overwrite them here. Rerun a stage {at_commit}; {again}; or report it as it was "
+                             f"made (senticompare report <study>).")

@@ -97,8 +97,8 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
     dataset and model here, where they first meet. With `adapter` (a registered adapter's id), `model`
     is the study's name for it and the model is the one it was trained from (helpers/pipeline/adapters.py).
     A run_dir that holds a finished run must resolve to the settings its results.json recorded
-    (helpers/pipeline/recorded.py), except in the scratch study; `check_record=False` for callers
-    that only read its adapter."""
+    (helpers/pipeline/recorded.py), except in the scratch study; readers of its adapter open it
+    with `reopen_run`, which minds only what they read."""
     seed_everything(seed)
     spec = config.get_model(model) if adapter is None else adapters.adapter_model(model, adapter)
     resolved = config.apply_overrides(config.load_preset(preset), {"train": spec.train})
@@ -128,12 +128,15 @@ def open_run(model: str, dataset: str, preset: str, seed: int, run_dir: str, dat
 
 def reopen_run(run_dir: str | Path) -> Run:
     """A recorded run from its folder's params.yaml, at the place the folder lies now (it may have
-    been moved or copied since it ran), to read its adapter: not checked against its record."""
+    been moved or copied since it ran), to read its adapter: the settings a reader takes from today's
+    resolution must be the ones its results.json recorded (helpers/pipeline/recorded.py READ)."""
     params_file = Path(run_dir) / "params.yaml"
     if not params_file.is_file():
         raise config.ConfigError(f"{params_file} not found: give the folder of a recorded run "
                                  f"(experiments/<study>/<dataset>/<model>/)")
-    return open_run(**{**config.read_yaml(params_file), "run_dir": str(Path(run_dir).resolve())}, check_record=False)
+    run = open_run(**{**config.read_yaml(params_file), "run_dir": str(Path(run_dir).resolve())}, check_record=False)
+    check_rerun(run.run_dir, run_params(run), reading=True)
+    return run
 
 
 def run_params(run: Run) -> dict[str, Any]:
