@@ -116,7 +116,7 @@ def evaluate_model(run: Run) -> tuple[dict, pd.DataFrame]:
         record["abstention"] = abstentions(run, splits, predict, fitted, probs, record.get("selective_threshold"),
                                            (model, tokenizer) if generating else None)
         record.update({k: v for k, v in record["abstention"].items() if k in metrics.ABSTENTION})
-    del model
+    model = None  # its weights go before a base model loads (`predict` reads this name, so not `del`)
     if generating and run.preset.generation.compare_base:
         base = record["generation"]["base"] = generation.base_answers(run, test, splits.labels)
         record.update(base_decision_accuracy=base["decision_accuracy"], base_parse_rate=base["parse_rate"])
