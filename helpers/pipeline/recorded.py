@@ -16,7 +16,7 @@ those moved (`READ`), since a change to how it trained does not change what it p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from helpers.config import ConfigError
 from helpers.core.io import plain, read_json
@@ -36,21 +36,22 @@ READ = ("adapter", "model", "dataset.task", "dataset.label_type", "dataset.label
 NOT_READ = ("model.train", "model.recipe")
 
 
-def differences(recorded: Any, resolved: Any, where: str) -> list[str]:
-    """Every setting under `where` whose recorded value differs from the resolved one, as
-    `key: recorded -> resolved`; a key one side lacks shows as <not set> there."""
+def differences(recorded: Any, resolved: Any, where: str,
+                minds: Callable[[str], bool] = lambda key: True) -> list[str]:
+    """Every setting under `where` that `minds` and whose recorded value differs from the resolved
+    one, as `key: recorded -> resolved`; a key one side lacks shows as <not set> there."""
     if isinstance(recorded, dict) and isinstance(resolved, dict):
         return [line for key in sorted(set(recorded) | set(resolved)) if key not in IGNORED_KEYS
-                for line in differences(recorded.get(key, NOT_SET), resolved.get(key, NOT_SET), f"{where}.{key}")]
-    return [] if recorded == resolved else [f"{where}: {recorded!r} -> {resolved!r}"]
+                for line in differences(recorded.get(key, NOT_SET), resolved.get(key, NOT_SET), f"{where}.{key}",
+                                        minds)]
+    return [] if recorded == resolved or not minds(where) else [f"{where}: {recorded!r} -> {resolved!r}"]
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
     return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
 
 
-def _read_by_adapter(line: str) -> bool:
-    key = line.split(":", 1)[0]
+def read_by_adapter(key: str) -> bool:
     return _under(key, READ) and not _under(key, NOT_READ)
 
 
@@ -67,9 +68,8 @@ def check_rerun(run_dir: Path, resolved: dict[str, Any], reading: bool = False) 
         raise ConfigError(f"{results} records no `params`, so a rerun cannot be checked against it: "
                           f"run it again in a new run_dir")
     now = plain(resolved)
-    moved = [line for key in COMPARED for line in differences(recorded.get(key), now.get(key), key)]
-    if reading:
-        moved = [line for line in moved if _read_by_adapter(line)]
+    minds = read_by_adapter if reading else (lambda key: True)
+    moved = [line for key in COMPARED for line in differences(recorded.get(key), now.get(key), key, minds)]
     if not moved:
         return
     commit = (record.get("environment", {}).get("git") or {}).get("commit")
