@@ -6,9 +6,9 @@ trained by `params/bench-accuracy.yaml` on three seeds (2026-11-29, 2 CPU cores,
 test reviews each at 256 tokens, batch size 1), against the same models in fp32:
 - `weight-only`: int8 weights with one scale per output channel, activations in the model's
   dtype (torchao `Int8WeightOnlyConfig`): +0.3 points pooled (18 / 10 reviews only one of them
-  got right, p = 0.18), +0.1 to +0.4 on single runs, the weights in 210 MB instead of 513, at 0.95-0.98x
-  the speed: on this CPU the weights are widened back before an fp32 matmul, so what it saves is
-  memory.
+  got right, p = 0.18), +0.1 to +0.4 on single runs, the weights in 210 MB instead of 513, at
+  0.95-0.98x the speed: on this CPU the weights are widened back before an fp32 matmul, so what it
+  saves is memory.
 - `dynamic`: int8 weights and int8 activations scaled per token (torchao
   `Int8DynamicActivationInt8WeightConfig`): −0.2 points pooled (30 / 35, p = 0.62) but −1.2 to
   +0.8 on single runs, at 0.97-1.13x the throughput.
