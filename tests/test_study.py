@@ -232,6 +232,9 @@ def test_settings_compare_key_by_key_and_prose_is_left_out():
     assert differences(recorded, resolved, "preset") == [
         "preset.train.lora_targets: ['q'] -> ['q', 'v']", "preset.train.sampling: '<not set>' -> 'random'"]
     assert differences(recorded, recorded, "preset") == []
+    assert differences(recorded["train"], {**recorded["train"], "micro_batch_split": "even"}, "preset.train") == []
+    assert differences(recorded["train"], {**recorded["train"], "micro_batch_split": "least-padding"},
+                       "preset.train") == ["preset.train.micro_batch_split: 'even' -> 'least-padding'"]
 
 
 def test_a_run_made_under_other_settings_is_neither_rerun_nor_reused(tiny_study):

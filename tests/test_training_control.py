@@ -102,6 +102,7 @@ def moved(adapter: dict[str, torch.Tensor], start: dict[str, torch.Tensor]) -> f
 
 
 @pytest.mark.parametrize("split", [{"micro_batch_size": 2}, {"micro_batch_size": 1},
+                                   {"micro_batch_size": 2, "micro_batch_split": "least-padding"},
                                    {"batch_size": 2, "gradient_accumulation_steps": 2}])
 def test_a_batch_run_in_parts_takes_the_whole_batchs_step(tmp_path, split):
     whole, whole_adapter = trained_without_dropout(tmp_path / "whole")
@@ -120,8 +121,9 @@ def test_a_batch_run_in_parts_takes_the_whole_batchs_step(tmp_path, split):
 KILLED_AT = 3
 
 
-def test_a_killed_training_resumes_from_its_last_checkpoint_to_the_same_adapter(tmp_path):
-    cfg = control(max_steps=6, save_strategy="steps", save_steps=2)
+@pytest.mark.parametrize("split", [{}, {"micro_batch_size": 2, "micro_batch_split": "least-padding"}])
+def test_a_killed_training_resumes_from_its_last_checkpoint_to_the_same_adapter(tmp_path, split):
+    cfg = control(max_steps=6, save_strategy="steps", save_steps=2, **split)
     uninterrupted = run_training(tmp_path / "whole", cfg)
     script = (
         "import os, signal, sys\n"
@@ -135,7 +137,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint_to_the_same_adapter(
         "        os.kill(os.getpid(), signal.SIGKILL)  # as a power cut would\n"
         "trainer.StepClock.on_step_end = dying\n"
         f"t.run_training(t.Path({str(tmp_path / 'killed')!r}), t.control(max_steps=6, save_strategy='steps', "
-        "save_steps=2))\n")
+        f"save_steps=2, **{split!r}))\n")
     killed = subprocess.run([sys.executable, "-c", script], cwd=TESTS_DIR.parent, capture_output=True, text=True,
                             timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -171,6 +173,12 @@ def test_tensorboard_writes_event_files_where_the_run_says(tmp_path):
     ({"metric_for_best_model": "auc"}, r"metric_for_best_model must be one of \['accuracy', 'f1', 'loss'\]"),
     ({"sampling": "sorted"}, r"sampling must be one of \['length-grouped', 'random'\]"),
     ({"micro_batch_size": 3}, r"micro_batch_size 3 must divide each process's batch \(batch_size 16 / processes 1\)"),
+    ({"micro_batch_split": "least-padding"}, r"least-padding needs micro_batch_size below batch_size \(16\)"),
+    ({"micro_batch_split": "least-padding", "micro_batch_size": 4, "sampling": "length-grouped"},
+     r"least-padding cuts random batches; with sampling length-grouped set micro_batch_split: even"),
+    ({"micro_batch_split": "least-padding", "micro_batch_size": 4, "distributed": "ddp", "processes": 2},
+     r"least-padding cuts one process's batch; under distributed ddp set micro_batch_split: even"),
+    ({"micro_batch_split": "uneven"}, r"micro_batch_split must be one of \['even', 'least-padding'\]"),
 ])
 def test_inconsistent_training_control_is_refused_when_the_config_is_built(changes, message):
     with pytest.raises(config.ConfigError, match=message):

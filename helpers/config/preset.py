@@ -30,6 +30,10 @@ CONTEXT_MODES = {"none", "token", "description", "instruction"}
 # length-grouped (the Trainer's group_by_length: batches of similar lengths, least padding, but not
 # random draws: Gemma 3 270M 2.45 points behind random batches on one epoch of 288 Fine Foods reviews).
 SAMPLINGS = {"random", "length-grouped"}
+# How a random batch is cut into its micro-batches (helpers/train/sampler.py): even (micro_batch_size
+# each) or least-padding (as many micro-batches, of the sizes that compute the fewest tokens; one
+# process only). Runs recorded before the setting existed read as even (helpers/pipeline/recorded.py).
+MICRO_BATCH_SPLITS = {"even", "least-padding"}
 DISTRIBUTED = {"none", "ddp"}  # ddp: 02_train under torchrun, one process per GPU or CPU share
 # temperature: confidences only, the argmax decision stays the model's; bias_temperature: per-class
 # biases too, so the decision threshold is fitted on validation as well (helpers/evaluate/calibration.py).
@@ -87,6 +91,7 @@ class TrainConfig:
     # the batch's longest: the same steps with less padding, for a CPU on long texts (on a GPU, where
     # small models are bound by kernel launches, n micro-batches cost n times the launches).
     micro_batch_size: int = 0
+    micro_batch_split: str = "even"  # one of MICRO_BATCH_SPLITS
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
     max_grad_norm: float = 1.0  # gradient clipping (the Trainer's default)
     compile: str = "none"  # one of COMPILE_MODES; the first step of each batch shape pays the compilation
@@ -128,6 +133,7 @@ class TrainConfig:
             ("gradient_accumulation_steps", "a positive integer", _positive),
             ("sampling", *one_of(SAMPLINGS)),
             ("micro_batch_size", "0 (whole batches) or a positive integer", _at_least(0)),
+            ("micro_batch_split", *one_of(MICRO_BATCH_SPLITS)),
             ("max_grad_norm", "a positive number", _positive),
             ("compile", *one_of(COMPILE_MODES)),
             ("eval_strategy", *one_of(STRATEGIES)),
@@ -150,6 +156,8 @@ class TrainConfig:
             raise ConfigError(f"micro_batch_size {self.micro_batch_size} must divide each process's batch "
                               f"(batch_size {self.batch_size} / processes {self.processes or 1}); "
                               f"pick a divisor, or 0 for whole batches")
+        if self.micro_batch_split == "least-padding":
+            self._check_least_padding()
         if self.method == "full" and self.quantization != "none":
             raise ConfigError(f"method full trains every weight, and {self.quantization} weights cannot be trained; "
                               f"set quantization: none, or method: lora (QLoRA is lora over a 4-bit base)")
@@ -167,6 +175,19 @@ class TrainConfig:
             raise ConfigError("early_stopping_patience needs load_best_model_at_end: true (and evaluation during "
                               "training) to know which step was best")
 
+
+    def _check_least_padding(self) -> None:
+        """least-padding cuts one process's random batch into the micro-batches micro_batch_size counts."""
+        if self.sampling != "random":
+            raise ConfigError(f"micro_batch_split least-padding cuts random batches; with sampling {self.sampling} "
+                              f"set micro_batch_split: even")
+        if not 0 < self.micro_batch_size < self.batch_size:
+            raise ConfigError(f"micro_batch_split least-padding needs micro_batch_size below batch_size "
+                              f"({self.batch_size}), to count the micro-batches a batch is cut into (2 for 4 "
+                              f"micro-batches of a batch of 8); got {self.micro_batch_size}")
+        if self.distributed != "none":
+            raise ConfigError("micro_batch_split least-padding cuts one process's batch; under distributed "
+                              f"{self.distributed} set micro_batch_split: even")
 
 @dataclass(frozen=True)
 class SpeedConfig:

@@ -7,7 +7,8 @@ commits. Commit 0838c14 did both (`train.sampling` now defaults to the Trainer's
 and `standard` runs micro-batches of 4), so a run recorded before it and retrained at a later
 commit would have drawn other batches and given other numbers without a word. `results.json`
 keeps the settings a run was made with (`params`), so a rerun compares before it writes anything
-and stops, naming each setting that moved and the commit the run was made at.
+and stops, naming each setting that moved and the commit the run was made at. A setting added
+later (`INTRODUCED`) reads, in a record made before it, as the value that ran then.
 
 Commands that read a finished run's adapter (predict, serve, export, evaluate on other data,
 generate) take its inputs' settings from today's resolution too: they stop only when one of
@@ -34,6 +35,10 @@ READ = ("adapter", "model", "dataset.task", "dataset.label_type", "dataset.label
         "preset.truncation_side", "preset.context_mode", "preset.generation", "preset.train.method",
         "preset.train.quantization")
 NOT_READ = ("model.train", "model.recipe")
+# Settings added after runs were recorded whose value, absent from a record, is how those runs ran:
+# a record without the key equals a resolution with this value. A new setting whose default changes
+# how a run trains belongs here only under the value that reproduces the old behaviour.
+INTRODUCED = {"preset.train.micro_batch_split": "even"}
 
 
 def differences(recorded: Any, resolved: Any, where: str,
@@ -44,6 +49,8 @@ def differences(recorded: Any, resolved: Any, where: str,
         return [line for key in sorted(set(recorded) | set(resolved)) if key not in IGNORED_KEYS
                 for line in differences(recorded.get(key, NOT_SET), resolved.get(key, NOT_SET), f"{where}.{key}",
                                         minds)]
+    if recorded == NOT_SET and where in INTRODUCED:
+        recorded = INTRODUCED[where]
     return [] if recorded == resolved or not minds(where) else [f"{where}: {recorded!r} -> {resolved!r}"]
 
 
