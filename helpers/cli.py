@@ -244,9 +244,10 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-INT8_HELP = ("load the model with its body in int8 (torchao). On SmolLM2 and 3,000 reviews: weight-only +0.3 points "
-             "in 0.41 of the weights' memory at 0.95-0.98x the speed on a CPU; dynamic -0.2 points pooled, -1.2 to "
-             "+0.8 on single runs, at 0.97-1.13x (docs/performance.md)")
+INT8_HELP = ("load the model with its body in int8 (torchao). On SmolLM2 and Gemma 3, 6,000 reviews each: weight-only "
+             "within 0.3 points pooled (-0.4 to +0.8 on single runs) in 0.41-0.72 of the weights' memory at 0.62-0.98x "
+             "the speed on a CPU; dynamic 0.97-1.38x the speed but -0.9 points pooled on Gemma in the latest runs, "
+             "-2.2 to +1.0 on single runs (docs/performance.md)")
 
 ENVIRONMENT = """environment variables:
   SENTICOMPARE_DATA_DIR     local data mirror laid out like ../shared/datasets (or a study's data_dir)
