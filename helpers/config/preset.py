@@ -175,7 +175,6 @@ class TrainConfig:
             raise ConfigError("early_stopping_patience needs load_best_model_at_end: true (and evaluation during "
                               "training) to know which step was best")
 
-
     def _check_least_padding(self) -> None:
         """least-padding cuts one process's random batch into the micro-batches micro_batch_size counts."""
         if self.sampling != "random":
@@ -188,6 +187,7 @@ class TrainConfig:
         if self.distributed != "none":
             raise ConfigError("micro_batch_split least-padding cuts one process's batch; under distributed "
                               f"{self.distributed} set micro_batch_split: even")
+
 
 @dataclass(frozen=True)
 class SpeedConfig:
