@@ -3,6 +3,7 @@ early stopping, a killed training resumed to the same result, TensorBoard and ML
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from helpers import config
 from helpers.core.device import precision_for
 from helpers.report import plots
 from helpers.train import models, trainer
+from helpers.train.sampler import LeastPaddingSampler
 
 CPU = precision_for("cpu")
 LABELS = ["negative", "positive"]
@@ -82,17 +84,25 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     assert result.steps == 2  # 16 texts, batches of 4, two batches per optimizer step
 
 
-def trained_without_dropout(output_dir: Path, **changes) -> tuple[trainer.TrainResult, dict[str, torch.Tensor]]:
-    """Random batches of 4 over the 16 texts, every dropout off so that a step's gradient is a function
-    of its examples only; gradients clipped hard, so a step that added up its batches' mean losses
-    instead of averaging them would log twice the gradient norm."""
+def varied(repeat: int = 2) -> pd.DataFrame:
+    """The texts said once to four times (5 to 20 tokens), so that micro-batches cut where they pad
+    least differ in size."""
+    texts = [" ".join([text] * (1 + i % 4)) for i, text in enumerate(TEXTS)]
+    return pd.DataFrame({"text": texts * repeat, "label": [1, 0] * 4 * repeat})
+
+
+def trained_without_dropout(output_dir: Path, data: pd.DataFrame | None = None,
+                            **changes) -> tuple[trainer.TrainResult, dict[str, torch.Tensor]]:
+    """Random batches of 4 over the 16 texts (or `data`), every dropout off so that a step's gradient
+    is a function of its examples only; gradients clipped hard, so a step that added up its batches'
+    mean losses instead of averaging them would log twice the gradient norm."""
     torch.set_num_threads(1)
     model, tokenizer = fresh_model()
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     cfg = control(**{"sampling": "random", "epochs": 1, "max_grad_norm": 0.05, **changes})
-    result = trainer.train(model, tokenizer, frame(), cfg, CPU, 32, 0, output_dir)
+    result = trainer.train(model, tokenizer, frame() if data is None else data, cfg, CPU, 32, 0, output_dir)
     return result, {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
@@ -116,6 +126,43 @@ def test_a_batch_run_in_parts_takes_the_whole_batchs_step(tmp_path, split):
     assert moved(parts_adapter, whole_adapter) < 0.01 * moved(whole_adapter, start)  # float noise, Adam-amplified
     _, other_batches = trained_without_dropout(tmp_path / "grouped", sampling="length-grouped")
     assert moved(other_batches, whole_adapter) > 0.1 * moved(whole_adapter, start)
+
+
+DDP_RANK = """
+import os, sys
+import torch
+sys.path.insert(0, {tests!r})
+import test_training_control as t
+result, adapter = t.trained_without_dropout(t.Path({out!r}) / "trainer", t.varied(), batch_size=8, micro_batch_size=2,
+                                            micro_batch_split="least-padding", distributed="ddp", processes=2)
+torch.save({{"log": result.log_history, "adapter": adapter}}, t.Path({out!r}) / f"rank{{os.environ['RANK']}}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_least_padding_on_two_ddp_processes_takes_one_process_whole_batchs_step(tmp_path):
+    """Under DDP each rank weights its micro-batches by their share of all ranks' examples: DDP
+    averages the ranks' gradients, and the step is still the mean over its 8 examples."""
+    lengths = [len(ids) for ids in fresh_model()[1](varied()["text"].tolist())["input_ids"]]
+    cut = [len(batch) for rank in (0, 1) for batch in LeastPaddingSampler(lengths, 8, dp_size=2, grad_accum=2,
+                                                                            seed=0, rank=rank)]
+    assert len(set(cut)) > 1  # micro-batches of unequal sizes, which an unweighted mean would get wrong
+    whole, whole_adapter = trained_without_dropout(tmp_path / "whole", varied(), batch_size=8)
+    script = tmp_path / "rank.py"
+    script.write_text(DDP_RANK.format(tests=str(TESTS_DIR), out=str(tmp_path)))
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                            str(script)], cwd=TESTS_DIR.parent, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert ranks.returncode == 0, (ranks.stdout + ranks.stderr)[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    start = {name: p.detach() for name, p in fresh_model()[0].named_parameters() if p.requires_grad}
+    logged = [{k: e[k] for k in ("loss", "grad_norm")} for e in whole.log_history if "grad_norm" in e]
+    assert len(logged) == 2
+    assert [{k: e[k] for k in ("loss", "grad_norm")} for e in rank0["log"] if "grad_norm" in e] == [
+        {k: pytest.approx(v, rel=1e-4) for k, v in e.items()} for e in logged]
+    for name, weight in rank0["adapter"].items():
+        assert torch.equal(rank1["adapter"][name], weight), name  # DDP keeps the ranks' weights in step
+    assert moved(rank0["adapter"], whole_adapter) < 0.01 * moved(whole_adapter, start)
 
 
 KILLED_AT = 3
@@ -176,8 +223,6 @@ def test_tensorboard_writes_event_files_where_the_run_says(tmp_path):
     ({"micro_batch_split": "least-padding"}, r"least-padding needs micro_batch_size below batch_size \(16\)"),
     ({"micro_batch_split": "least-padding", "micro_batch_size": 4, "sampling": "length-grouped"},
      r"least-padding cuts random batches; with sampling length-grouped set micro_batch_split: even"),
-    ({"micro_batch_split": "least-padding", "micro_batch_size": 4, "distributed": "ddp", "processes": 2},
-     r"least-padding cuts one process's batch; under distributed ddp set micro_batch_split: even"),
     ({"micro_batch_split": "uneven"}, r"micro_batch_split must be one of \['even', 'least-padding'\]"),
 ])
 def test_inconsistent_training_control_is_refused_when_the_config_is_built(changes, message):

@@ -31,8 +31,9 @@ CONTEXT_MODES = {"none", "token", "description", "instruction"}
 # random draws: Gemma 3 270M 2.45 points behind random batches on one epoch of 288 Fine Foods reviews).
 SAMPLINGS = {"random", "length-grouped"}
 # How a random batch is cut into its micro-batches (helpers/train/sampler.py): even (micro_batch_size
-# each) or least-padding (as many micro-batches, of the sizes that compute the fewest tokens; one
-# process only). Runs recorded before the setting existed read as even (helpers/pipeline/recorded.py).
+# each) or least-padding (as many micro-batches, of the sizes that compute the fewest tokens; under
+# DDP those that keep the ranks waiting least). Runs recorded before the setting existed read as even
+# (helpers/pipeline/recorded.py).
 MICRO_BATCH_SPLITS = {"even", "least-padding"}
 DISTRIBUTED = {"none", "ddp"}  # ddp: 02_train under torchrun, one process per GPU or CPU share
 # temperature: confidences only, the argmax decision stays the model's; bias_temperature: per-class
@@ -176,7 +177,7 @@ class TrainConfig:
                               "training) to know which step was best")
 
     def _check_least_padding(self) -> None:
-        """least-padding cuts one process's random batch into the micro-batches micro_batch_size counts."""
+        """least-padding cuts the random batch into the micro-batches micro_batch_size counts."""
         if self.sampling != "random":
             raise ConfigError(f"micro_batch_split least-padding cuts random batches; with sampling {self.sampling} "
                               f"set micro_batch_split: even")
@@ -184,9 +185,6 @@ class TrainConfig:
             raise ConfigError(f"micro_batch_split least-padding needs micro_batch_size below batch_size "
                               f"({self.batch_size}), to count the micro-batches a batch is cut into (2 for 4 "
                               f"micro-batches of a batch of 8); got {self.micro_batch_size}")
-        if self.distributed != "none":
-            raise ConfigError("micro_batch_split least-padding cuts one process's batch; under distributed "
-                              f"{self.distributed} set micro_batch_split: even")
 
 
 @dataclass(frozen=True)

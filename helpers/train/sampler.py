@@ -31,10 +31,20 @@ least-padding cut 59.5 s, one review at a time 69.8 s (no padding, but matmuls t
 the machine's rate), so the count of micro-batches stays the preset's. Whole trainings taking
 turns (seed 1337, four fresh processes): 4.3 % less time on the means, less than the host's own
 spread of 26 % between those runs (docs/performance.md).
+
+Under DDP the ranks wait at each step's all-reduce for the busiest one, so the fewest tokens in all
+is no longer the aim: the least-padding cut dealt by transformers' rule (each slot's costliest
+micro-batch to rank 0) left the busiest rank 1.21-1.24 tokens per real one of its share on the
+bench-accuracy samples (2 ranks, 2 micro-batches each), more than transformers' own 1.20-1.22.
+`least_waiting_cut` searches for the cut whose dealing leaves the busiest rank least: 1.13-1.14
+(1.09 computed tokens per real one in all). With one micro-batch a rank it is exact in
+transformers' cost model (`evenest_cut`) and lands where transformers' hill climbing does: 1.54-1.58
+against 1.53-1.61 on 2 ranks, 1.42-1.43 against 1.43-1.45 on 4 (batch 8).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -66,26 +76,26 @@ class SortedStepSampler(Sampler[int]):
             yield from sorted(order[start:start + self.step_size], key=lambda i: -self.lengths[i])
 
 
-def least_padding_cut(lengths: Sequence[int], parts: int) -> list[int]:
-    """The sizes of `parts` non-empty runs, in order, of `lengths` (sorted longest first) that pad
-    least: each run is padded to its first length, and the sum over runs of size x first length
-    (the tokens computed) is the smallest such a cut can give. Dynamic programming over the cut
-    points, O(parts x n^2) for a step of n examples."""
+def best_cut(lengths: Sequence[int], parts: int, cost: Callable[[int, int], float],
+             combine: Callable[[float, float], float]) -> list[int]:
+    """The sizes of `parts` non-empty runs, in order, of `lengths` (sorted longest first) whose costs
+    `cost(size, first length)`, a run being padded to its first, `combine` (added up, or their max)
+    to the least: dynamic programming over the cut points, O(parts x n^2) for a step of n examples."""
     n = len(lengths)
     if not 1 <= parts <= n:
         raise ValueError(f"cannot cut {n} examples into {parts} non-empty micro-batches")
     if any(a < b for a, b in zip(lengths, lengths[1:])):
         raise ValueError("lengths must be sorted longest first")
-    # best[k][i]: the fewest tokens for the first i examples in k runs; start[k][i]: where its last run starts
+    # best[k][i]: the least for the first i examples in k runs; start[k][i]: where its last run starts
     best = [[float("inf")] * (n + 1) for _ in range(parts + 1)]
     start = [[0] * (n + 1) for _ in range(parts + 1)]
     best[0][0] = 0
     for k in range(1, parts + 1):
         for i in range(k, n + 1):
             for j in range(k - 1, i):
-                cost = best[k - 1][j] + (i - j) * lengths[j]
-                if cost < best[k][i]:
-                    best[k][i], start[k][i] = cost, j
+                total = combine(best[k - 1][j], cost(i - j, lengths[j]))
+                if total < best[k][i]:
+                    best[k][i], start[k][i] = total, j
     sizes, end = [], n
     for k in range(parts, 0, -1):
         sizes.append(end - start[k][end])
@@ -93,15 +103,77 @@ def least_padding_cut(lengths: Sequence[int], parts: int) -> list[int]:
     return sizes[::-1]
 
 
+def least_padding_cut(lengths: Sequence[int], parts: int) -> list[int]:
+    """The cut into `parts` micro-batches that computes the fewest tokens (size x first length, added up)."""
+    return best_cut(lengths, parts, operator.mul, operator.add)
+
+
+def evenest_cut(lengths: Sequence[int], parts: int, cost: Callable[[int, int], float]) -> list[int]:
+    """The cut into `parts` micro-batches whose costliest costs least: with one micro-batch a rank,
+    the cut that keeps DDP's ranks waiting least."""
+    return best_cut(lengths, parts, cost, max)
+
+
+def deal(costs: Sequence[float], ranks: int, per_rank: int) -> list[list[int]]:
+    """Which micro-batches (positions in `costs`) each rank runs, costliest first: each goes, costliest
+    first, to the rank with the least cost so far among those still short of `per_rank` (longest
+    processing time first, with each rank's count fixed)."""
+    if len(costs) != ranks * per_rank:
+        raise ValueError(f"{len(costs)} micro-batches cannot be dealt {per_rank} to each of {ranks} ranks")
+    dealt: list[list[int]] = [[] for _ in range(ranks)]
+    loads = [0.0] * ranks
+    for group in sorted(range(len(costs)), key=costs.__getitem__, reverse=True):
+        rank = min((r for r in range(ranks) if len(dealt[r]) < per_rank), key=loads.__getitem__)
+        dealt[rank].append(group)
+        loads[rank] += costs[group]
+    return dealt
+
+
+def least_waiting_cut(lengths: Sequence[int], ranks: int, per_rank: int, starts: Sequence[Sequence[int]],
+                      cost: Callable[[int, int], float]) -> list[int]:
+    """The sizes of `ranks x per_rank` runs of `lengths` (sorted longest first) whose `deal` leaves
+    the busiest rank the least cost, `cost(size, first length)` a run's, then the least cost in all:
+    from the best of the cuts `starts`, one boundary moved by one example at a time while that
+    helps (a local search; the test compares it with every cut and every dealing of small steps)."""
+
+    def waiting(sizes: Sequence[int]) -> tuple[float, float]:
+        firsts = [sum(sizes[:k]) for k in range(len(sizes))]
+        costs = [cost(size, lengths[first]) for size, first in zip(sizes, firsts)]
+        return max(sum(costs[g] for g in rank) for rank in deal(costs, ranks, per_rank)), sum(costs)
+
+    best = list(min(starts, key=waiting))
+    while True:
+        moves = [best[:k] + [best[k] + shift, best[k + 1] - shift] + best[k + 2:]
+                 for k in range(len(best) - 1) for shift in (-1, 1)
+                 if best[k] + shift >= 1 and best[k + 1] - shift >= 1]
+        candidate = min(moves, key=waiting, default=best)
+        if waiting(candidate) >= waiting(best):
+            return best
+        best = candidate
+
+
 class LeastPaddingSampler(BatchRebalanceSampler):
     """transformers' batch sampler for unequal micro-batches (the same seeded permutation and steps
-    as `SortedStepSampler`, each step sorted longest first and its micro-batches dealt to the ranks;
-    the Trainer builds its DataLoader around it and keeps accelerate from sharding it twice), with
-    each step cut where it pads least (`least_padding_cut`) instead of where the micro-batches'
-    costs even out. A last step with fewer examples than micro-batches takes examples from the
-    epoch's start to fill them (transformers' rule, as DistributedSampler pads)."""
+    as `SortedStepSampler`, each step sorted longest first; the Trainer builds its DataLoader around
+    it and keeps accelerate from sharding it twice), with each step cut into `dp_size x grad_accum`
+    micro-batches where they pad least (`least_padding_cut`) rather than where their costs even out.
+    Under DDP the ranks wait at each step's all-reduce for the busiest one (accelerate skips the
+    all-reduce while accumulating, so a rank's whole step counts), and the cut is the one whose
+    `deal` leaves the busiest rank the least cost (`least_waiting_cut`, transformers' cost model:
+    tokens plus attention's square term). A last step with fewer examples than micro-batches takes
+    examples from the epoch's start to fill them (transformers' rule, as DistributedSampler pads)."""
 
-    def _balance_groups(self, sorted_pairs):
-        sizes = least_padding_cut([length for _, length in sorted_pairs], self.dp_size * self.grad_accum)
-        starts = [sum(sizes[:k]) for k in range(len(sizes))]
-        return [sorted_pairs[first:first + size] for first, size in zip(starts, sizes)]
+    def _assign(self, indices, lengths):
+        """Each rank's `grad_accum` micro-batches of the step, costliest first (on one process the
+        order transformers' own deal gives)."""
+        pairs = sorted(zip(indices, lengths), key=lambda pair: pair[1], reverse=True)
+        ordered = [length for _, length in pairs]
+        sizes = least_padding_cut(ordered, self.dp_size * self.grad_accum)
+        if self.dp_size > 1:
+            starts = [sizes, evenest_cut(ordered, len(sizes), self._cost),
+                      [len(group) for group in super()._balance_groups(pairs)]]
+            sizes = least_waiting_cut(ordered, self.dp_size, self.grad_accum, starts, self._cost)
+        firsts = [sum(sizes[:k]) for k in range(len(sizes))]
+        groups = [[index for index, _ in pairs[first:first + size]] for first, size in zip(firsts, sizes)]
+        costs = [self._cost(size, ordered[first]) for size, first in zip(sizes, firsts)]
+        return [[groups[g] for g in rank] for rank in deal(costs, self.dp_size, self.grad_accum)]

@@ -250,7 +250,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     sorted_steps = cfg.sampling == "random" and micro < per_process
-    least_padding = sorted_steps and cfg.micro_batch_split == "least-padding"
+    least_padding = cfg.sampling == "random" and cfg.micro_batch_split == "least-padding"  # micro_batch_size < batch
     trainer = (LeastPaddingTrainer if least_padding else SortedStepTrainer if sorted_steps else Trainer)(
         model=model,
         args=args,
@@ -297,30 +297,35 @@ class SortedStepTrainer(Trainer):
 
 class LeastPaddingTrainer(Trainer):
     """The Trainer reading each optimizer step's random examples cut into micro-batches of the sizes
-    that pad least (helpers/train/sampler.py `LeastPaddingSampler`, one process). A classification
-    head's loss is its micro-batch's mean, which the Trainer divides by the step's count of
-    micro-batches: weighted here by the micro-batch's share of the step's examples, so the step
-    takes the mean over its examples, as with micro-batches of one size. A generator's token loss
-    (`num_items_in_batch`) is the step's mean over its answer tokens already."""
+    that pad least (helpers/train/sampler.py `LeastPaddingSampler`), dealt to the DDP ranks so that
+    they wait least on each other. A classification head's loss is its micro-batch's mean, which
+    the Trainer divides by the rank's count of micro-batches and DDP averages over the ranks:
+    weighted here by the micro-batch's share of the step's examples on all ranks (one all-reduce of
+    a count a step under DDP), so the step takes the mean over its examples, as with micro-batches
+    of one size. A generator's token loss (`num_items_in_batch`) is the step's mean over its answer
+    tokens already."""
 
     _step_examples = 0
 
     def _get_train_sampler(self, train_dataset=None) -> LeastPaddingSampler:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        accumulation = self.args.gradient_accumulation_steps
+        accumulation, ranks = self.args.gradient_accumulation_steps, self.args.world_size
         lengths = [len(ids) for ids in dataset["input_ids"]]
-        return LeastPaddingSampler(lengths, self.args.train_batch_size * accumulation, dp_size=1,
-                                   grad_accum=accumulation, seed=self.args.data_seed,
+        return LeastPaddingSampler(lengths, self.args.train_batch_size * accumulation * ranks, dp_size=ranks,
+                                   grad_accum=accumulation, seed=self.args.data_seed, rank=self.args.process_index,
                                    drop_last=self.args.dataloader_drop_last)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batches, items = super().get_batch_samples(epoch_iterator, num_batches, device)
-        self._step_examples = sum(len(batch["labels"]) for batch in batches)
+        examples = sum(len(batch["labels"]) for batch in batches)
+        if self.args.world_size > 1:
+            examples = int(self.accelerator.reduce(torch.tensor(examples, device=device), reduction="sum"))
+        self._step_examples = examples
         return batches, items
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        share = len(inputs["labels"]) * self.current_gradient_accumulation_steps / self._step_examples \
-            if model.training and not self.model_accepts_loss_kwargs else 1.0
+        share = (len(inputs["labels"]) * self.current_gradient_accumulation_steps * self.args.world_size
+                 / self._step_examples) if model.training and not self.model_accepts_loss_kwargs else 1.0
         result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         return (result[0] * share, *result[1:]) if return_outputs else result * share
 
