@@ -403,6 +403,7 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
         int8["accuracy"] - int8["accuracy_fp32"])
     assert int8["weights_mb"] < int8["weights_mb_fp32"] and int8["samples_per_sec"] > 0
     assert list(tables.int8_table(records)["mode"]) == ["weight-only"]
+    assert tables.int8_table(records)["cross-core ms"].iloc[0] > 0  # the host's state beside the speedup
     for figure in (tables.throughput_figure, tables.mfu_figure, tables.batch_size_figure,
                    tables.scaling_figure):
         assert figure(records).axes

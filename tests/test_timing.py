@@ -1,4 +1,6 @@
+import psutil
 import pytest
+import torch
 
 from helpers.speed import timing
 
@@ -26,5 +28,26 @@ def test_time_calls_warms_up_then_times_each_repeat():
 
 def test_machine_load_is_recorded():
     load = timing.machine_load()
-    assert {"loadavg_1m", "cpu_busy_percent_others", "cpus"} <= set(load)
+    assert {"loadavg_1m", "cpu_busy_percent_others", "cpus", "cross_core_ms"} <= set(load)
     assert 0 <= load["cpu_busy_percent_others"] <= 100
+
+
+def test_the_cross_core_probe_runs_on_two_threads_and_puts_the_thread_count_back(monkeypatch):
+    if (psutil.cpu_count() or 1) < 2:
+        assert timing.cross_core_ms() is None
+        return
+    seen, time_calls = [], timing.time_calls
+
+    def watched(fn, warmup, repeats):
+        seen.append(torch.get_num_threads())
+        return time_calls(fn, warmup, repeats)
+
+    monkeypatch.setattr(timing, "time_calls", watched)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        probe = timing.cross_core_ms(repeats=2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [2] and probe > 0

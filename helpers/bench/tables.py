@@ -158,7 +158,8 @@ def int8_table(records: list[dict]) -> pd.DataFrame:
                          "latency ms fp32": m["latency"]["fp32"]["median_ms"],
                          "latency ms int8": m["latency"]["int8"]["median_ms"],
                          "weights MB fp32": m["weights_mb_fp32"], "weights MB int8": m["weights_mb"],
-                         "load 1m": m["load"]["before"]["loadavg_1m"]})
+                         "load 1m": m["load"]["before"]["loadavg_1m"],
+                         "cross-core ms": m["load"]["before"].get("cross_core_ms")})  # helpers/speed/timing.py
     return pd.DataFrame(rows)
 
 

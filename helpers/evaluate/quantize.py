@@ -13,8 +13,10 @@ test reviews each at 256 tokens, batch size 1), against the same models in fp32:
   `Int8DynamicActivationInt8WeightConfig`): −0.2 points pooled (30 / 35, p = 0.62) but −1.2 to
   +0.8 on single runs, at 0.97-1.13x the throughput.
 Three more seeds each at commit fa2ed84 (SmolLM2 and Gemma 3 270M): weight-only +0.27 / −0.03
-pooled again, at 0.62-0.98x the speed; dynamic 0.00 on SmolLM2 but −0.93 on Gemma (19 / 47, seed 7
-−2.2), so weight-only is the mode that keeps accuracy.
+pooled again, at 0.62-0.98x the speed (0.6x while the host keeps the two vCPUs on cores of two
+L3 caches: each layer's widened weights cross between them; docs/performance.md#the-hosts-two-states);
+dynamic 0.00 on SmolLM2 but −0.93 on Gemma (19 / 47, seed 7 −2.2), so weight-only is the mode
+that keeps accuracy.
 torch's own dynamic int8 (`quantize_dynamic`, one activation scale per tensor) ran 2.5x faster on
 SST-2 but lost 7.9 points: the inputs of SmolLM2's `down_proj` carry outlier channels one scale
 cannot hold (that layer alone cost 5.5 points); docs/performance.md#int8-inference.
