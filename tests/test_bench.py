@@ -397,6 +397,7 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert len(tables.scaling_table(records)) == 4 and len(tables.threads_table(records)) == 2
     assert len(tables.profile_table(records)) == 4 and "error" not in tables.profile_table(records)
     assert list(tables.training_table(records)["path"]) == ["ours (LoRA)", "reference (LoRA)", "ours (QLoRA)"]
+    assert tables.training_table(records)["cross-core ms before / after"].iloc[0].count(" / ") == 1
     int8 = record["int8"]["weight-only"]  # the trained model against an int8 copy of itself
     assert int8["examples"] == paired["examples"] and int8["accuracy_fp32"] == record["val_accuracy_ours"]
     assert (int8["int8_only_correct"] - int8["fp32_only_correct"]) / int8["examples"] == pytest.approx(

@@ -130,8 +130,15 @@ def training_table(records: list[dict]) -> pd.DataFrame:
                          "samples/s": t["samples_per_sec"], "epoch s": t["wall_time_per_epoch_s"],
                          "step ms median": t["step_time_s"]["median_ms"], "MFU": t["mfu"],
                          "peak memory MB": memory.get("allocated_mb", memory.get("rss_peak_mb")),
-                         "val accuracy": t["val_accuracy"]})
+                         "val accuracy": t["val_accuracy"], "cross-core ms before / after": _cross_core(t)})
     return pd.DataFrame(rows)
+
+
+def _cross_core(run: dict) -> str | None:
+    """The host's state at a training's start and end (helpers/speed/timing.py `cross_core_ms`),
+    where recorded (since 2026-11-29)."""
+    probes = [(run.get(key) or {}).get("cross_core_ms") for key in ("load_before", "load_after")]
+    return None if None in probes else f"{probes[0]:.1f} / {probes[1]:.1f}"
 
 
 def memory_table(records: list[dict]) -> pd.DataFrame:
