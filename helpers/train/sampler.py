@@ -43,9 +43,9 @@ against 1.53-1.61 on 2 ranks, 1.42-1.43 against 1.43-1.45 on 4 (batch 8).
 """
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 from transformers.trainer_pt_utils import BatchRebalanceSampler
@@ -76,42 +76,45 @@ class SortedStepSampler(Sampler[int]):
             yield from sorted(order[start:start + self.step_size], key=lambda i: -self.lengths[i])
 
 
-def best_cut(lengths: Sequence[int], parts: int, cost: Callable[[int, int], float],
-             combine: Callable[[float, float], float]) -> list[int]:
+def best_cut(lengths: Sequence[int], parts: int, cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
+             combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> list[int]:
     """The sizes of `parts` non-empty runs, in order, of `lengths` (sorted longest first) whose costs
-    `cost(size, first length)`, a run being padded to its first, `combine` (added up, or their max)
-    to the least: dynamic programming over the cut points, O(parts x n^2) for a step of n examples."""
+    `cost(sizes, first lengths)`, a run being padded to its first, `combine` (`np.add`, or
+    `np.maximum`) to the least; the first such cut where several tie. Dynamic programming over the
+    cut points, each count of runs at once over every (start, end) pair in numpy: 0.1 ms for 64
+    examples in 8 micro-batches, 3.7 ms for 256 in 32, where a loop in Python took 1.6 and 95 (a
+    DDP step of 256 on 2 ranks, with the search of `least_waiting_cut`: 16 ms, against 366)."""
     n = len(lengths)
     if not 1 <= parts <= n:
         raise ValueError(f"cannot cut {n} examples into {parts} non-empty micro-batches")
     if any(a < b for a, b in zip(lengths, lengths[1:])):
         raise ValueError("lengths must be sorted longest first")
-    # best[k][i]: the least for the first i examples in k runs; start[k][i]: where its last run starts
-    best = [[float("inf")] * (n + 1) for _ in range(parts + 1)]
-    start = [[0] * (n + 1) for _ in range(parts + 1)]
-    best[0][0] = 0
-    for k in range(1, parts + 1):
-        for i in range(k, n + 1):
-            for j in range(k - 1, i):
-                total = combine(best[k - 1][j], cost(i - j, lengths[j]))
-                if total < best[k][i]:
-                    best[k][i], start[k][i] = total, j
+    first = np.arange(n)[:, None]
+    size = np.arange(n + 1)[None, :] - first  # the run first..end-1, for every first and end
+    run = np.where(size >= 1, cost(np.maximum(size, 1).astype(float), np.asarray(lengths, float)[:, None]), np.inf)
+    best = np.full(n + 1, np.inf)  # the least for the first `end` examples in k runs, k = 0 first
+    best[0] = 0.0
+    starts = []  # for each k, where the last of k runs starts, for every end
+    for _ in range(parts):
+        totals = combine(best[:n, None], run)
+        starts.append(np.argmin(totals, axis=0))
+        best = totals[starts[-1], np.arange(n + 1)]
     sizes, end = [], n
-    for k in range(parts, 0, -1):
-        sizes.append(end - start[k][end])
-        end = start[k][end]
+    for start in reversed(starts):
+        sizes.append(end - int(start[end]))
+        end = int(start[end])
     return sizes[::-1]
 
 
 def least_padding_cut(lengths: Sequence[int], parts: int) -> list[int]:
     """The cut into `parts` micro-batches that computes the fewest tokens (size x first length, added up)."""
-    return best_cut(lengths, parts, operator.mul, operator.add)
+    return best_cut(lengths, parts, np.multiply, np.add)
 
 
-def evenest_cut(lengths: Sequence[int], parts: int, cost: Callable[[int, int], float]) -> list[int]:
-    """The cut into `parts` micro-batches whose costliest costs least: with one micro-batch a rank,
-    the cut that keeps DDP's ranks waiting least."""
-    return best_cut(lengths, parts, cost, max)
+def evenest_cut(lengths: Sequence[int], parts: int, cost: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> list[int]:
+    """The cut into `parts` micro-batches whose costliest costs least (`cost` of sizes and first
+    lengths, as arrays): with one micro-batch a rank, the cut that keeps DDP's ranks waiting least."""
+    return best_cut(lengths, parts, cost, np.maximum)
 
 
 def deal(costs: Sequence[float], ranks: int, per_rank: int) -> list[list[int]]:
