@@ -7,7 +7,6 @@ import random
 
 import pytest
 from accelerate.data_loader import SeedableRandomSampler
-
 from transformers.trainer_pt_utils import BatchRebalanceSampler
 
 from helpers.train.sampler import (LeastPaddingSampler, SortedStepSampler, deal, evenest_cut, least_padding_cut,

@@ -144,15 +144,16 @@ def least_waiting_cut(lengths: Sequence[int], ranks: int, per_rank: int, starts:
         costs = [cost(size, lengths[first]) for size, first in zip(sizes, firsts)]
         return max(sum(costs[g] for g in rank) for rank in deal(costs, ranks, per_rank)), sum(costs)
 
-    best = list(min(starts, key=waiting))
+    best_wait, best = min(((waiting(start), list(start)) for start in starts), key=lambda scored: scored[0])
     while True:
         moves = [best[:k] + [best[k] + shift, best[k + 1] - shift] + best[k + 2:]
                  for k in range(len(best) - 1) for shift in (-1, 1)
                  if best[k] + shift >= 1 and best[k + 1] - shift >= 1]
-        candidate = min(moves, key=waiting, default=best)
-        if waiting(candidate) >= waiting(best):
+        wait, candidate = min(((waiting(move), move) for move in moves), key=lambda scored: scored[0],
+                              default=(best_wait, best))
+        if wait >= best_wait:
             return best
-        best = candidate
+        best_wait, best = wait, candidate
 
 
 class LeastPaddingSampler(BatchRebalanceSampler):
