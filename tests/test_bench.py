@@ -8,13 +8,14 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from helpers import config
-from helpers.bench import baseline, measure, profile, tables
+from helpers.bench import baseline, measure, profile, tables, turns
 from helpers.bench import config as bench_config
 from helpers.bench import run as bench
 from helpers.core import threads
@@ -145,6 +146,16 @@ def test_step_clock_synchronizes_cuda_before_each_clock_read(monkeypatch):
     assert clock.tokens == [7] and len(clock.seconds) == 1 and synced.count("cuda") >= 2
 
 
+def test_step_clock_leaves_the_time_between_steps_out():
+    clock = trainer.StepClock("cpu", between_steps=lambda: time.sleep(0.3))
+    state = type("State", (), {"num_input_tokens_seen": 0})()
+    clock.on_train_begin(None, state, None)
+    for _ in range(2):
+        time.sleep(0.05)
+        clock.on_step_end(None, state, None)
+    assert len(clock.seconds) == 2 and all(0.05 <= s < 0.25 for s in clock.seconds)
+
+
 def test_peak_memory_on_cuda_reads_max_allocated(monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: calls.append("sync"))
@@ -176,6 +187,82 @@ def test_time_interleaved_takes_turns():
     order = []
     times = timing.time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 1, 2)
     assert order == ["a", "b"] * 3 and [len(t) for t in times.values()] == [2, 2]
+
+
+def test_turns_pass_round_robin_and_a_failed_party_lets_the_others_finish():
+    ran = []
+
+    def steps(name: str, count: int, fail_at: int | None = None):
+        def job(between_steps):
+            for step in range(count):
+                if step == fail_at:
+                    raise ValueError(f"{name} broke")
+                ran.append(name)
+                between_steps()
+            return name
+        return job
+
+    results, order = turns.run_interleaved({"a": steps("a", 3), "b": steps("b", 1), "c": steps("c", 2)})
+    assert results == {"a": "a", "b": "b", "c": "c"}
+    assert ran == ["a", "b", "c", "a", "c", "a"]
+    assert order == ["a", "b", "c", "a", "b", "c", "a", "c", "a"]  # a turn to each step's end, one to each job's end
+    ran.clear()
+    with pytest.raises(RuntimeError, match="'b' training failed.*b broke"):
+        turns.run_interleaved({"a": steps("a", 3), "b": steps("b", 3, fail_at=1)})
+    assert ran == ["a", "b", "a", "a"]
+    with pytest.raises(ValueError, match="distinct"):
+        turns.Turns(["a", "a"])
+
+
+def test_interleaved_trainings_take_turns_and_compute_what_they_compute_alone(tiny, tmp_path):
+    """Both paths' trainings, one step each in turn, against the same trainings one after the
+    other: the same losses and adapters bit for bit (each party keeps its random state: dropout
+    masks, batch order), every step's clock its own, on the caller's threads."""
+    torch.set_num_threads(2)
+    tokenizer = models.load_tokenizer(tiny)
+    df = pd.DataFrame({"text": TEXTS, "label": [1, 0, 1, 0] * 4})
+    cfg = dataclasses.replace(config.TrainConfig(), epochs=1, batch_size=4, lora_dropout=0.3, micro_batch_size=2)
+    bench_cfg = bench_config.BenchConfig(name="t", models=["smollm2-135m"], train=cfg,
+                                         datasets=[bench_config.BenchData("finefoods", 32, 16, 4, 4)])
+
+    def jobs(folder: str) -> dict:
+        return {"reference": lambda between: bench.trained_reference(tiny, LABELS, tokenizer, df, bench_cfg, 32, CPU,
+                                                                     tmp_path / folder, between),
+                "ours": lambda between: bench.trained_ours(tiny, LABELS, tokenizer, df, bench_cfg, 32, CPU,
+                                                           tmp_path / folder, between)}
+
+    def logged(result) -> list:
+        return [(key, value) for entry in result.log_history for key, value in entry.items()
+                if key in ("loss", "grad_norm", "train_loss")]
+
+    alone = {name: job(None) for name, job in jobs("alone").items()}
+    together, order = turns.run_interleaved(jobs("together"))
+    assert order == ["reference", "ours"] * 5  # a first turn to each step's end, one to each training's end
+    for name in ("reference", "ours"):
+        (model_alone, result_alone), (model_together, result_together) = alone[name], together[name]
+        assert logged(result_alone) and logged(result_alone) == logged(result_together), name
+        adapters = [{k: v for k, v in m.state_dict().items() if "lora_" in k} for m in (model_alone, model_together)]
+        assert adapters[0] and all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0]), name
+        assert len(result_together.step_seconds) == 4 and result_together.step_threads == [2] * 4
+
+
+@pytest.mark.parametrize("order", ["sequential", "interleaved"])
+def test_train_paths_keep_only_the_models_asked_for_and_measure_memory_per_order(order):
+    def job(name: str):
+        def trained(between_steps):
+            if between_steps is not None:
+                between_steps()
+            return torch.nn.Linear(2, 2), name
+        return trained
+
+    done, turn_order = measure.train_paths({"reference": job("reference"), "ours": job("ours")},
+                                           lambda model: np.array([True, False]), {"ours"}, order, "cpu")
+    assert [done[name].result for name in ("reference", "ours")] == ["reference", "ours"]
+    assert done["reference"].model is None and isinstance(done["ours"].model, torch.nn.Linear)
+    assert all(path.correct.tolist() == [True, False] and path.peak_memory["rss_peak_mb"] > 0 for path in done.values())
+    shared = done["reference"].peak_memory is done["ours"].peak_memory
+    assert shared == (order == "interleaved") and ("paths" in done["ours"].peak_memory) == shared
+    assert turn_order == (["reference", "ours"] if order == "sequential" else ["reference", "ours"] * 2)
 
 
 def test_threads_follow_the_free_cores_unless_pinned(monkeypatch):
@@ -278,6 +365,7 @@ def test_bench_params_files_are_valid():
     ("smollm2-135m", "infer: {compile: max}\n", "compile"),
     ("smollm2-135m", "train: {lora_layers: 4}\n", "lora_layers must be 0"),  # the 4N FLOP count needs every layer
     ("smollm2-135m", "int8: [int4]\n", r"int8 must be a list of int8 modes from \['weight-only', 'dynamic'\]"),
+    ("smollm2-135m", "train_order: parallel\n", r"train_order must be one of \['interleaved', 'sequential'\]"),
 ])
 def test_bench_params_reject_bad_entries(tmp_path, models, extra, error):
     bad = tmp_path / "bench.yaml"
@@ -374,6 +462,9 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert record["train_tokens_per_sec_ours"] > 0 and record["train_tokens_per_sec_reference"] > 0
     assert record["train"]["reference"]["padding_share"] > 0.3  # short sentences padded to 32
     assert record["train"]["ours"]["train_tokens"] == record["train"]["reference"]["train_tokens"]
+    steps = record["train"]["ours"]["steps"]  # the two trainings took turns: a turn to each step's end, one more
+    assert record["train_order"] == "interleaved" and record["train_turns"] == 2 * (steps + 1)
+    assert record["train"]["ours"]["peak_memory"]["paths"] == ["ours", "reference"]
     assert set(record["infer"]["by_batch_size"]["ours"]) == {"1", "4"}
     assert record["infer_agreement"] == 1.0  # one merged model, two paths: the same labels
     assert {(phase, path, found["steps"]) for phase, paths in record["profile"].items()
@@ -398,6 +489,7 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert len(tables.profile_table(records)) == 4 and "error" not in tables.profile_table(records)
     assert list(tables.training_table(records)["path"]) == ["ours (LoRA)", "reference (LoRA)", "ours (QLoRA)"]
     assert tables.training_table(records)["cross-core ms before / after"].iloc[0].count(" / ") == 1
+    assert list(tables.training_table(records)["trainings"]) == ["interleaved", "interleaved", "alone"]
     int8 = record["int8"]["weight-only"]  # the trained model against an int8 copy of itself
     assert int8["examples"] == paired["examples"] and int8["accuracy_fp32"] == record["val_accuracy_ours"]
     assert (int8["int8_only_correct"] - int8["fp32_only_correct"]) / int8["examples"] == pytest.approx(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import datasets
@@ -31,10 +31,12 @@ def tokenize_padded(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_le
 
 def train_reference(model: PreTrainedModel, train_df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase,
                     cfg: TrainConfig, max_length: int, seed: int, precision: Precision,
-                    output_dir: Path, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
+                    output_dir: Path, callbacks: Sequence[TrainerCallback] = (),
+                    between_steps: Callable[[], None] | None = None) -> TrainResult:
     """Fine-tune in place with the Trainer's defaults (no evaluation, random batches) under the original
     precision table: fp32 on a CPU, bf16/fp16 mixed precision on CUDA, as our path; `callbacks` join
-    the step clock (the bench's profiler)."""
+    the step clock (the bench's profiler), which runs `between_steps` between two steps, outside their
+    time (the bench's turns)."""
     set_seed(seed)
     train_ds = tokenize_padded(train_df, tokenizer, max_length)
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(math.ceil(len(train_ds) / cfg.batch_size) * cfg.epochs)
@@ -54,7 +56,7 @@ def train_reference(model: PreTrainedModel, train_df: pd.DataFrame, tokenizer: P
         save_strategy="no",  # not a speed setting: keeps checkpoints off the disk
         include_num_input_tokens_seen="non_padding",  # measurement only
     )
-    clock = StepClock(precision.device)
+    clock = StepClock(precision.device, between_steps)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, callbacks=[clock, *callbacks])
     start = time.perf_counter()
     trainer.train()

@@ -12,6 +12,9 @@ from helpers.core.paths import PARAMS_DIR
 from helpers.evaluate.quantize import INT8_MODES
 
 
+TRAIN_ORDERS = ("interleaved", "sequential")
+
+
 def _positive(value) -> bool:
     return value > 0
 
@@ -109,6 +112,11 @@ class BenchConfig:
     # Optimizer steps of each path (after warmup_steps and one more) and inference passes of each
     # path at its best batch size profiled with torch.profiler (helpers/bench/profile.py); 0: none.
     profile_steps: int = 0
+    # How the two paths' timed trainings share the machine: "interleaved" takes turns one optimizer
+    # step each (helpers/bench/turns.py), so a change of the host's speed during the bench hits both
+    # alike, with one peak memory for both; "sequential" trains one after the other, each with its own
+    # peak memory.
+    train_order: str = "interleaved"
 
     def __post_init__(self) -> None:
         check(self, [
@@ -118,6 +126,7 @@ class BenchConfig:
             ("threads", "a list of positive thread counts", _positives),
             ("threads_train_steps", "a positive integer", _positive),
             ("profile_steps", "a non-negative integer", lambda v: v >= 0),
+            ("train_order", *one_of(TRAIN_ORDERS)),
             ("int8", f"a list of int8 modes from {list(INT8_MODES)}", lambda v: set(v) <= set(INT8_MODES)),
         ])
         if self.train.quantization != "none":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 import torch
 
 from helpers import config
-from helpers.bench import baseline, profile
+from helpers.bench import baseline, profile, turns
 from helpers.bench.config import BenchConfig, BenchData
 from helpers.core import threads
 from helpers.core.device import Precision
@@ -43,6 +44,48 @@ def lora_model(spec: config.ModelSpec, labels: list[str], precision: Precision, 
     seed_everything(seed)
     base = models.load_base(spec, labels, precision, train_cfg.quantization, tokenizer)
     return models.add_lora(base, spec, train_cfg)
+
+
+@dataclasses.dataclass
+class PathTraining:
+    """One path's timed training: its result, its answers on the held-out examples, and the peak
+    memory and machine load around it."""
+    result: trainer.TrainResult
+    correct: np.ndarray
+    peak_memory: dict
+    load_before: dict
+    load_after: dict
+    model: torch.nn.Module | None  # kept for the paths the caller goes on with
+
+
+def train_paths(jobs: dict[str, Callable], score: Callable[[torch.nn.Module], np.ndarray], keep: set[str],
+                order: str, device: str) -> tuple[dict[str, PathTraining], list[str]]:
+    """Each job (`between_steps` -> (model, TrainResult)) trained in `order` (params:
+    train_order) and scored, with the models in `keep` kept; also who ran each turn (one entry
+    per job when sequential). Sequential: one after the other, each model dropped before the next
+    loads, each with its own peak memory. Interleaved: one optimizer step each in turn
+    (helpers/bench/turns.py), both models loaded, one peak memory and load for both."""
+    if order == "sequential":
+        done = {}
+        for name, job in jobs.items():
+            before = machine_load()
+            with peak_memory(device) as memory:
+                model, result = job(None)
+            done[name] = PathTraining(result, score(model), memory, before, machine_load(),
+                                      model if name in keep else None)
+            del model
+            gc.collect()
+        return done, list(jobs)
+    before = machine_load()
+    with peak_memory(device) as memory:
+        trained, order_run = turns.run_interleaved(jobs)
+    after = machine_load()
+    memory["paths"] = sorted(jobs)  # one process-wide peak, both trainings resident
+    done = {name: PathTraining(result, score(model), memory, before, after, model if name in keep else None)
+            for name, (model, result) in trained.items()}
+    del trained
+    gc.collect()
+    return done, order_run
 
 
 def train_summary(result: trainer.TrainResult, warmup_steps: int, flops_per_token: int, peak_gflops: float) -> dict:

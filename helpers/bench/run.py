@@ -29,7 +29,7 @@ from helpers.data.records import DatasetSplits
 from helpers.data.splits import load_splits
 from helpers.evaluate.significance import mcnemar_exact
 from helpers.speed import flops
-from helpers.speed.timing import machine_load, peak_memory
+from helpers.speed.timing import machine_load
 from helpers.train import models, trainer
 
 
@@ -55,7 +55,8 @@ def chosen(model_id: str, models_listed: list[str]) -> bool:
 
 def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: BenchData, cfg: BenchConfig,
                 precision: Precision, scratch: Path) -> dict:
-    """Every measurement of one model on one dataset, in one process, one after the other."""
+    """Every measurement of one model on one dataset, in one process, one after the other (the two
+    timed trainings in the params' `train_order`: taking turns step by step, or one after the other)."""
     device, max_length = precision.device, bench_data.max_length
     tokenizer = models.load_tokenizer(spec)
     train_df = splits.train.head(bench_data.train_examples)
@@ -63,36 +64,35 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
     peaks_start = measure.matmul_peaks(cfg, precision)
     peak = max(peaks_start, key=lambda p: p.gflops)
 
-    ref_model = measure.lora_model(spec, splits.labels, precision, cfg.train, tokenizer, cfg.seed)
-    n_linear = flops.linear_weights(ref_model)
-    train_flops = flops.lora_train_flops_per_token(n_linear)
-    load_ref = machine_load()
-    with peak_memory(device) as ref_memory:
-        ref_result = baseline.train_reference(ref_model, train_df, tokenizer, cfg.train, max_length, cfg.seed,
-                                                precision, scratch / "reference")
-    ref = measure.train_summary(ref_result, cfg.warmup_steps, train_flops, peak.gflops)
-    padded_tokens = ref_result.train_samples * ref_result.epochs * max_length
     held_out = measure.scored(splits, bench_data)
-    ref_correct = measure.correct(ref_model, tokenizer, held_out, cfg.train.eval_batch_size, max_length, device)
-    ref.update(padding_share=1.0 - ref_result.train_tokens / padded_tokens, peak_memory=ref_memory,
-               load_before=load_ref, load_after=machine_load(), val_accuracy=float(ref_correct.mean()))
-    del ref_model
-    gc.collect()
-
-    ours_model = measure.lora_model(spec, splits.labels, precision, cfg.train, tokenizer, cfg.seed)
+    jobs = {
+        "reference": lambda between_steps: trained_reference(spec, splits.labels, tokenizer, train_df, cfg, max_length,
+                                                             precision, scratch, between_steps),
+        "ours": lambda between_steps: trained_ours(spec, splits.labels, tokenizer, train_df, cfg, max_length,
+                                                   precision, scratch, between_steps),
+    }
+    paths, turn_order = measure.train_paths(
+        jobs, lambda model: measure.correct(model, tokenizer, held_out, cfg.train.eval_batch_size, max_length, device),
+        {"ours"}, cfg.train_order, device)
+    ours_model = paths["ours"].model
+    n_linear = flops.linear_weights(ours_model)  # the same architecture on both paths
+    train_flops = flops.lora_train_flops_per_token(n_linear)
     lora_footprint = ours_model.get_memory_footprint() / 2**20
     trainable, total = models.count_parameters(ours_model)
-    load_ours = machine_load()
-    with peak_memory(device) as ours_memory:
-        ours_result = trainer.train(ours_model, tokenizer, train_df, cfg.train, precision,
-                                     max_length, cfg.seed, scratch / "ours")
+    ref_result, ours_result = paths["reference"].result, paths["ours"].result
+    ref_correct, ours_correct = paths["reference"].correct, paths["ours"].correct
+    ref = measure.train_summary(ref_result, cfg.warmup_steps, train_flops, peak.gflops)
     ours = measure.train_summary(ours_result, cfg.warmup_steps, train_flops, peak.gflops)
-    ours_correct = measure.correct(ours_model, tokenizer, held_out, cfg.train.eval_batch_size, max_length, device)
-    ours.update(peak_memory=ours_memory, load_before=load_ours, load_after=machine_load(),
-                val_accuracy=float(ours_correct.mean()))
+    padded_tokens = ref_result.train_samples * ref_result.epochs * max_length
+    ref.update(padding_share=1.0 - ref_result.train_tokens / padded_tokens)
+    for summary, path in ((ref, paths["reference"]), (ours, paths["ours"])):
+        summary.update(peak_memory=path.peak_memory, load_before=path.load_before, load_after=path.load_after,
+                       val_accuracy=float(path.correct.mean()))
+    ours_memory = paths["ours"].peak_memory
     ours_only, ref_only, p_value = mcnemar_exact(ours_correct, ref_correct)
     paired = {"examples": len(ours_correct), "ours_only_correct": ours_only, "reference_only_correct": ref_only,
               "p_value": p_value}
+    del paths
 
     merged = measure.inference_model(ours_model, precision)
     texts = measure.timed_texts(splits, bench_data)
@@ -127,6 +127,8 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
         "train_tokens_per_sec_ours": ours["tokens_per_sec"],
         "train_tokens_per_sec_reference": ref["tokens_per_sec"],
         "train_speedup": ours["tokens_per_sec"] / ref["tokens_per_sec"],
+        "train_order": cfg.train_order,
+        "train_turns": len(turn_order),  # turns taken (interleaved: about both paths' steps)
         "val_accuracy_ours": ours["val_accuracy"],
         "val_accuracy_reference": ref["val_accuracy"],
         "val_mcnemar": paired,  # exact McNemar between the two paths' answers on the same held-out examples
@@ -168,6 +170,22 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
         "environment": environment(device),
     }
     return record
+
+
+def trained_reference(spec: config.ModelSpec, labels: list[str], tokenizer, train_df, cfg: BenchConfig,
+                      max_length: int, precision: Precision, scratch: Path, between_steps) -> tuple:
+    """The HF Trainer baseline's timed training from a fresh seeded model: (model, TrainResult)."""
+    model = measure.lora_model(spec, labels, precision, cfg.train, tokenizer, cfg.seed)
+    return model, baseline.train_reference(model, train_df, tokenizer, cfg.train, max_length, cfg.seed, precision,
+                                           scratch / "reference", between_steps=between_steps)
+
+
+def trained_ours(spec: config.ModelSpec, labels: list[str], tokenizer, train_df, cfg: BenchConfig,
+                 max_length: int, precision: Precision, scratch: Path, between_steps) -> tuple:
+    """Our path's timed training from the same fresh seeded model: (model, TrainResult)."""
+    model = measure.lora_model(spec, labels, precision, cfg.train, tokenizer, cfg.seed)
+    return model, trainer.train(model, tokenizer, train_df, cfg.train, precision, max_length, cfg.seed,
+                                scratch / "ours", between_steps=between_steps)
 
 
 def targets(ours: dict, ref: dict, best_ours: dict, best_ref: dict, paired: dict, device: str) -> dict[str, bool]:

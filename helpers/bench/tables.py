@@ -115,7 +115,9 @@ def inference_table(records: list[dict]) -> pd.DataFrame:
 
 
 def training_table(records: list[dict]) -> pd.DataFrame:
-    """Both training paths and QLoRA: throughput, step time, epoch time, memory, accuracy."""
+    """Both training paths and QLoRA: throughput, step time, epoch time, memory, accuracy, and how the
+    paths' trainings shared the machine (params: train_order, interleaved by default since 2026-11-29;
+    interleaved paths share one peak memory; QLoRA trains alone)."""
     rows = []
     for r in records:
         runs = {"ours (LoRA)": r["train"]["ours"], "reference (LoRA)": r["train"]["reference"]}
@@ -130,7 +132,8 @@ def training_table(records: list[dict]) -> pd.DataFrame:
                          "samples/s": t["samples_per_sec"], "epoch s": t["wall_time_per_epoch_s"],
                          "step ms median": t["step_time_s"]["median_ms"], "MFU": t["mfu"],
                          "peak memory MB": memory.get("allocated_mb", memory.get("rss_peak_mb")),
-                         "val accuracy": t["val_accuracy"], "cross-core ms before / after": _cross_core(t)})
+                         "val accuracy": t["val_accuracy"], "cross-core ms before / after": _cross_core(t),
+                         "trainings": "alone" if "QLoRA" in name else r.get("train_order", "sequential")})
     return pd.DataFrame(rows)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,10 +58,12 @@ class TrainResult:
 
 class StepClock(TrainerCallback):
     """Wall time and real tokens of every optimizer step, batch loading included and logging
-    excluded; CUDA work is synchronized before each clock read."""
+    excluded; CUDA work is synchronized before each clock read. `between_steps` runs after each
+    step's clock read and before the next step's clock starts (the bench's turns, helpers/bench/turns.py)."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, between_steps: Callable[[], None] | None = None):
         self.device = device
+        self.between_steps = between_steps
         self.seconds: list[float] = []
         self.tokens: list[int] = []
         self.threads: list[int] = []
@@ -81,6 +83,8 @@ class StepClock(TrainerCallback):
         self.seconds.append(time.perf_counter() - self._start)
         self.tokens.append(int(state.num_input_tokens_seen - self._seen))
         self.threads.append(torch.get_num_threads())
+        if self.between_steps is not None:
+            self.between_steps()
         self._restart(state)
 
     def on_log(self, args, state, control, **kwargs):
@@ -165,24 +169,27 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_df: 
           cfg: TrainConfig, precision: Precision, max_length: int,
           seed: int, output_dir: Path, validation_df: pd.DataFrame | None = None,
           logging_dir: Path | None = None, context_mode: str = "none",
-          callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
+          callbacks: Sequence[TrainerCallback] = (), between_steps: Callable[[], None] | None = None) -> TrainResult:
     """Fine-tune in place (each text read under `context_mode`, helpers/data/context.py). With
     `cfg.eval_strategy` the validation split is scored while training (loss, accuracy, macro F1);
     with `cfg.save_strategy` checkpoints go to `output_dir`, and a training that finds one there (it
     was killed) resumes from it: same seed, same batch order, so it ends where an uninterrupted one would.
-    `callbacks` join the Trainer's own (the bench's profiler)."""
+    `callbacks` join the Trainer's own (the bench's profiler); `between_steps` runs between two
+    steps, outside their clock (`StepClock`)."""
     evaluating = cfg.eval_strategy != "no"
     if evaluating and (validation_df is None or validation_df.empty):
         raise ValueError("eval_strategy needs a validation split to evaluate on")
     return fit(model, tokenize(train_df, tokenizer, max_length, context_mode),
                tokenize(validation_df, tokenizer, max_length, context_mode) if evaluating else None,
                DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple(precision.device)),
-               cfg, precision, seed, output_dir, logging_dir, validation_metrics, callbacks)
+               cfg, precision, seed, output_dir, logging_dir, validation_metrics, callbacks,
+               between_steps=between_steps)
 
 
 def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Dataset | None, collator,
         cfg: TrainConfig, precision: Precision, seed: int, output_dir: Path, logging_dir: Path | None = None,
-        compute_metrics=None, callbacks: Sequence[TrainerCallback] = (), token_loss: bool = False) -> TrainResult:
+        compute_metrics=None, callbacks: Sequence[TrainerCallback] = (), token_loss: bool = False,
+        between_steps: Callable[[], None] | None = None) -> TrainResult:
     """The training loop of `train` on tokenized data with its collator: classification (above) and
     supervised fine-tuning of a generator (helpers/generate/sft.py, `token_loss`) share it. Without
     `compute_metrics`, the validation loss is the only validation metric and picks the best checkpoint.
@@ -243,7 +250,7 @@ def fit(model: PreTrainedModel, train_ds: datasets.Dataset, eval_ds: datasets.Da
         disable_tqdm=bool(os.environ.get("TQDM_DISABLE")),  # set for the runner's kernels: no bar in the report
         include_num_input_tokens_seen="non_padding",
     )
-    clock = StepClock(precision.device)
+    clock = StepClock(precision.device, between_steps)
     if logging_dir is not None and "tensorboard" in cfg.report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(logging_dir)  # read by transformers' TensorBoardCallback
     callbacks = [clock, ThreadGovernor(precision.device), ProgressReporter(), *callbacks]
