@@ -210,8 +210,8 @@ def test_turns_pass_round_robin_and_a_failed_party_lets_the_others_finish():
     with pytest.raises(RuntimeError, match="'b' training failed.*b broke"):
         turns.run_interleaved({"a": steps("a", 3), "b": steps("b", 3, fail_at=1)})
     assert ran == ["a", "b", "a", "a"]
-    with pytest.raises(ValueError, match="distinct"):
-        turns.Turns(["a", "a"])
+    with pytest.raises(ValueError, match="at least one job"):
+        turns.run_interleaved({})
 
 
 def test_interleaved_trainings_take_turns_and_compute_what_they_compute_alone(tiny, tmp_path):

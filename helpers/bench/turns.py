@@ -6,24 +6,32 @@ for many minutes, which moves an fp32 step by a quarter and the training speed-u
 (docs/performance.md, "The host's two states"). Taking turns step by step, both paths meet every
 state in the same proportion, so their speed-up compares the paths rather than the moments.
 
-Each training runs in its own thread, but only the holder of the baton runs; the others wait on
-a condition without using the CPU. Each party holds the baton from its start (model loading and
-tokenizing included) to the end of its first optimizer step, then from one step's end to the
-next: a party's step clock stops before it hands the baton on (helpers/train/trainer.py
-`StepClock`), so no party's steps count another's. At every handoff the party's random state
+Each training runs as a greenlet on the calling thread and hands control back at the end of each
+optimizer step: a party's step clock stops before it does (helpers/train/trainer.py `StepClock`),
+so no party's steps count another's; its first turn runs from its start (model loading and
+tokenizing included) to the end of its first step. At every handoff the party's random state
 (Python's, numpy's, torch's CPU and CUDA generators) is saved and the next one's restored, so each
 training draws exactly what it would draw alone: taking turns changes when a step runs, not what
 it computes (tests/test_bench.py).
+
+Greenlets, not threads: a second thread running torch gets its own OpenMP team, and with more
+OpenMP threads than cores libgomp stops spinning between parallel regions, so every one of the
+thousands of small regions in a step of our micro-batches waits to be woken. Measured on this
+2-core machine (SmolLM2-135M, bench-accuracy's steps, the same process, 2026-11-30): our path's
+median step took 3.8 s on the main thread and 5.3-5.7 s alone on a second thread, 5.1-5.5 s taking
+turns in threads with the baseline; on greenlets 3.7 s alone and 3.8-4.9 s taking turns, within
+the host's drift of the main thread's own runs (3.8-4.6 s). The baseline's larger steps moved by
+5 % in threads.
 """
 from __future__ import annotations
 
 import random
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from greenlet import greenlet
 
 T = TypeVar("T")
 
@@ -43,71 +51,36 @@ def set_random_state(state: tuple) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-class Turns:
-    """A baton passed round-robin among named parties; a party that leaves drops out of the round."""
-
-    def __init__(self, names: Sequence[str]):
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"turns need distinct party names, got {list(names)}")
-        self._parties = list(names)
-        self._holder: str | None = self._parties[0]
-        self._states: dict[str, tuple] = {}
-        self._condition = threading.Condition()
-        self.order: list[str] = []  # who ran each turn, in turn (a party's first turn included)
-
-    def take(self, name: str) -> None:
-        """Wait for `name`'s turn, then give it back its random state."""
-        with self._condition:
-            self._condition.wait_for(lambda: self._holder == name)
-            self.order.append(name)
-        if name in self._states:
-            set_random_state(self._states.pop(name))
-
-    def pass_on(self, name: str) -> None:
-        """`name` hands the baton to the next party still running and waits for its next turn."""
-        self._states[name] = random_state()
-        with self._condition:
-            self._holder = self._next(name)
-            self._condition.notify_all()
-        self.take(name)
-
-    def leave(self, name: str) -> None:
-        """`name` is done (or failed): the others go on without it."""
-        with self._condition:
-            following = self._next(name)
-            self._parties.remove(name)
-            if self._holder == name:
-                self._holder = following if following != name else None
-            self._condition.notify_all()
-
-    def _next(self, name: str) -> str:
-        at = self._parties.index(name)
-        return self._parties[(at + 1) % len(self._parties)]
-
-
 def run_interleaved(jobs: Mapping[str, Callable[[Callable[[], None]], T]]) -> tuple[dict[str, T], list[str]]:
-    """Run every job in its own thread, taking turns in the mapping's order: each job gets the
-    call that ends its turn (its step clock's `between_steps`). Returns each job's result and who
-    ran each turn; the first job's error is raised once every job has ended."""
-    turns = Turns(list(jobs))
+    """Run every job as a greenlet on the calling thread, taking turns in the mapping's order: each
+    job gets the call that ends its turn (its step clock's `between_steps`). Returns each job's
+    result and who ran each turn; the first job's error is raised once every other job has ended."""
+    if not jobs:
+        raise ValueError("turns need at least one job")
+    scheduler = greenlet.getcurrent()
+    parties = {name: greenlet(lambda job=job: job(scheduler.switch)) for name, job in jobs.items()}
+    states: dict[str, tuple] = {}
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
-
-    def party(name: str, job: Callable[[Callable[[], None]], T]) -> None:
-        turns.take(name)
-        try:
-            results[name] = job(lambda: turns.pass_on(name))
-        except BaseException as error:  # re-raised in the caller's thread below
-            errors[name] = error
-        finally:
-            turns.leave(name)
-
-    threads = [threading.Thread(target=party, args=(name, job), name=f"turns-{name}") for name, job in jobs.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    order: list[str] = []
+    while parties:
+        for name in list(parties):
+            party = parties[name]
+            if name in states:
+                set_random_state(states.pop(name))
+            order.append(name)
+            try:
+                value = party.switch()
+            except BaseException as error:  # re-raised below, once the others are done
+                errors[name] = error
+                del parties[name]
+                continue
+            if party.dead:
+                results[name] = value
+                del parties[name]
+            else:
+                states[name] = random_state()
     if errors:
         name, error = next(iter(errors.items()))
         raise RuntimeError(f"the {name!r} training failed while taking turns: {error}") from error
-    return results, turns.order
+    return results, order
