@@ -385,7 +385,7 @@ def tiny_bench(tmp_path: Path) -> bench_config.BenchConfig:
         matmul=bench_config.MatmulSettings(size=64, warmup=1, repeats=2),
         threads=[1, 2], threads_train_steps=1,
         scaling=bench_config.ScalingSettings(examples=4, factors=[1, 2], max_lengths=[16, 32]),
-        profile_steps=2, int8=["weight-only"],
+        profile_steps=2, int8=["weight-only"], train_order="interleaved",
     )
 
 

@@ -112,11 +112,11 @@ class BenchConfig:
     # Optimizer steps of each path (after warmup_steps and one more) and inference passes of each
     # path at its best batch size profiled with torch.profiler (helpers/bench/profile.py); 0: none.
     profile_steps: int = 0
-    # How the two paths' timed trainings share the machine: "interleaved" takes turns one optimizer
-    # step each (helpers/bench/turns.py), so a change of the host's speed during the bench hits both
-    # alike, with one peak memory for both; "sequential" trains one after the other, each with its own
-    # peak memory.
-    train_order: str = "interleaved"
+    # How the two paths' timed trainings share the machine: "sequential" trains one after the other,
+    # each with its own peak memory; "interleaved" takes turns one optimizer step each
+    # (helpers/bench/turns.py), so a change of the host's speed meets both, with one peak memory for
+    # both, but each step then runs about a tenth slower than alone (docs/performance.md).
+    train_order: str = "sequential"
 
     def __post_init__(self) -> None:
         check(self, [

@@ -19,9 +19,9 @@ OpenMP threads than cores libgomp stops spinning between parallel regions, so ev
 thousands of small regions in a step of our micro-batches waits to be woken. Measured on this
 2-core machine (SmolLM2-135M, bench-accuracy's steps, the same process, 2026-11-30): our path's
 median step took 3.8 s on the main thread and 5.3-5.7 s alone on a second thread, 5.1-5.5 s taking
-turns in threads with the baseline; on greenlets 3.7 s alone and 3.8-4.9 s taking turns, within
-the host's drift of the main thread's own runs (3.8-4.6 s). The baseline's larger steps moved by
-5 % in threads.
+turns in threads with the baseline; on greenlets 3.7 s alone. Taking turns still costs something
+on greenlets: the baseline's steps ran 9-12 % slower in turn than alone, which is why it is not the
+bench's default (docs/decisions.md).
 """
 from __future__ import annotations
 
