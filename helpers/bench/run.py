@@ -128,7 +128,7 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
         "train_tokens_per_sec_reference": ref["tokens_per_sec"],
         "train_speedup": ours["tokens_per_sec"] / ref["tokens_per_sec"],
         "train_order": cfg.train_order,
-        "train_turns": len(turn_order),  # turns taken (interleaved: about both paths' steps)
+        "train_turns": len(turn_order),  # interleaved: each path's steps and one more each; sequential: 2
         "val_accuracy_ours": ours["val_accuracy"],
         "val_accuracy_reference": ref["val_accuracy"],
         "val_mcnemar": paired,  # exact McNemar between the two paths' answers on the same held-out examples

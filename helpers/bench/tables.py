@@ -116,8 +116,8 @@ def inference_table(records: list[dict]) -> pd.DataFrame:
 
 def training_table(records: list[dict]) -> pd.DataFrame:
     """Both training paths and QLoRA: throughput, step time, epoch time, memory, accuracy, and how the
-    paths' trainings shared the machine (params: train_order, interleaved by default since 2026-11-29;
-    interleaved paths share one peak memory; QLoRA trains alone)."""
+    paths' trainings shared the machine (params: train_order, recorded since 2026-11-29: one after the
+    other, or interleaved with one peak memory for both; QLoRA trains alone)."""
     rows = []
     for r in records:
         runs = {"ours (LoRA)": r["train"]["ours"], "reference (LoRA)": r["train"]["reference"]}
