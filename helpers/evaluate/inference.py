@@ -1,6 +1,8 @@
 """Batched prediction: sort by length, pad per batch, no autograd. The evaluation path."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +20,23 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
     """Indices in batches of similar length, so padding stays small."""
     order = np.argsort(lengths, kind="stable")
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model` in evaluation mode (no dropout) for the block, and back in training mode after it if
+    it came in training: a model scored straight after `Trainer.train()` is still in training mode,
+    and the bench scored its trained models so, with LoRA's dropout drawing fresh masks from torch's
+    generator on every pass, until 2026-11-30. Only the root's flag is read: `train()` and `eval()`
+    set every submodule alike."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
 
 
 ACTIVATIONS = {"softmax": lambda x: torch.softmax(x, dim=-1), "sigmoid": torch.sigmoid, "none": lambda x: x}
@@ -58,9 +77,10 @@ def padded_batch(encoded, rows: np.ndarray, pad_with: dict[str, int], side: str,
 @torch.inference_mode()
 def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
                   batch_size: int, max_length: int, device: str, activation: str = "softmax") -> np.ndarray:
-    """Class probabilities (n_texts x n_labels) in the order of `texts`, on the CPU threads that
-    other processes leave free; with `activation` "sigmoid" each label's own probability (a
-    multi-label head), with "none" the head's outputs as they are (a regression head).
+    """Class probabilities (n_texts x n_labels) in the order of `texts`, in evaluation mode whatever
+    mode `model` comes in (`evaluating`), on the CPU threads that other processes leave free; with
+    `activation` "sigmoid" each label's own probability (a multi-label head), with "none" the head's
+    outputs as they are (a regression head).
 
     The host work per batch is kept small because on a GPU a small model waits for it: padding with
     numpy instead of `tokenizer.pad` (a dict per row) took the host time for 256 Fine Foods reviews
@@ -74,7 +94,7 @@ def predict_proba(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, te
     pad_with, multiple, cuda = pad_values(tokenizer), pad_multiple(device), device == "cuda"
     probs = torch.zeros((len(texts), model.config.num_labels), dtype=torch.float32, device=device)
     batches = length_sorted_batches(lengths, batch_size)
-    with cpu_threads(device):
+    with cpu_threads(device), evaluating(model):
         for done, rows in enumerate(batches, start=1):
             inputs = padded_batch(encoded, rows, pad_with, tokenizer.padding_side, multiple, max_length)
             if cuda:
