@@ -121,9 +121,13 @@ def test_a_batch_run_in_parts_takes_the_whole_batchs_step(tmp_path, split):
     assert parts.steps == whole.steps == 4
     assert sum(parts.step_tokens) == sum(whole.step_tokens)
     logged = [{k: e[k] for k in ("loss", "grad_norm")} for e in whole.log_history if "grad_norm" in e]
+    # rel 5e-4: float noise through two Adam steps is below 1e-4 on an AMD EPYC (AVX2) and 1.2-1.8e-4 on
+    # an Intel Xeon (AVX-512 kernels); a sum of means would double grad_norm.
     assert [{k: e[k] for k in ("loss", "grad_norm")} for e in parts.log_history if "grad_norm" in e] == [
-        {k: pytest.approx(v, rel=1e-4) for k, v in e.items()} for e in logged]  # a sum of means: grad_norm x2
-    assert moved(parts_adapter, whole_adapter) < 0.01 * moved(whole_adapter, start)  # float noise, Adam-amplified
+        {k: pytest.approx(v, rel=5e-4) for k, v in e.items()} for e in logged]
+    # Float noise, Adam-amplified: under 1 % of the training's movement on the AMD EPYC, 2.4-2.7 % on the
+    # Intel Xeon (least-padding 0.14 %); other batches move it by 142 % there.
+    assert moved(parts_adapter, whole_adapter) < 0.05 * moved(whole_adapter, start)
     _, other_batches = trained_without_dropout(tmp_path / "grouped", sampling="length-grouped")
     assert moved(other_batches, whole_adapter) > 0.1 * moved(whole_adapter, start)
 
