@@ -16,7 +16,10 @@ Three more seeds each at commit fa2ed84 (SmolLM2 and Gemma 3 270M): weight-only 
 pooled again, at 0.62-0.98x the speed (0.6x while the host keeps the two vCPUs on cores of two
 L3 caches: each layer's widened weights cross between them; docs/performance.md#the-hosts-two-states);
 dynamic 0.00 on SmolLM2 but −0.93 on Gemma (19 / 47, seed 7 −2.2), so weight-only is the mode
-that keeps accuracy.
+that keeps accuracy. Those fp32 answers were scored with LoRA's dropout still on (the bench scored
+its models in training mode until commit e59b887); in evaluation mode, on an Intel Xeon, Gemma's
+seed 7 gave weight-only −0.1 and dynamic −0.8, SmolLM2's seed 1337 +0.1 and −0.1
+(docs/performance.md#int8-inference).
 torch's own dynamic int8 (`quantize_dynamic`, one activation scale per tensor) ran 2.5x faster on
 SST-2 but lost 7.9 points: the inputs of SmolLM2's `down_proj` carry outlier channels one scale
 cannot hold (that layer alone cost 5.5 points); docs/performance.md#int8-inference.
