@@ -115,7 +115,7 @@ class BenchConfig:
     # How the two paths' timed trainings share the machine: "sequential" trains one after the other,
     # each with its own peak memory; "interleaved" takes turns one optimizer step each
     # (helpers/bench/turns.py), so a change of the host's speed meets both, with one peak memory for
-    # both, but each step then runs about a tenth slower than alone (docs/performance.md).
+    # both, but each step then ran about a tenth slower than alone on the AMD EPYC (docs/performance.md).
     train_order: str = "sequential"
 
     def __post_init__(self) -> None:

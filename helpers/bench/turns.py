@@ -16,8 +16,8 @@ it computes (tests/test_bench.py).
 
 Greenlets, not threads: a second thread running torch gets its own OpenMP team, and with more
 OpenMP threads than cores libgomp stops spinning between parallel regions, so every one of the
-thousands of small regions in a step of our micro-batches waits to be woken. Measured on this
-2-core machine (SmolLM2-135M, bench-accuracy's steps, the same process, 2026-11-30): our path's
+thousands of small regions in a step of our micro-batches waits to be woken. Measured on the
+2-core AMD EPYC (SmolLM2-135M, bench-accuracy's steps, the same process, 2026-11-30): our path's
 median step took 3.8 s on the main thread and 5.3-5.7 s alone on a second thread, 5.1-5.5 s taking
 turns in threads with the baseline; on greenlets 3.7 s alone. Taking turns still costs something
 on greenlets: the baseline's steps ran 9-12 % slower in turn than alone, which is why it is not the
