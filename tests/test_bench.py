@@ -385,6 +385,7 @@ def test_bench_params_files_are_valid():
     ("smollm2-135m", "train: {lora_layers: 4}\n", "lora_layers must be 0"),  # the 4N FLOP count needs every layer
     ("smollm2-135m", "int8: [int4]\n", r"int8 must be a list of int8 modes from \['weight-only', 'dynamic'\]"),
     ("smollm2-135m", "train_order: parallel\n", r"train_order must be one of \['interleaved', 'sequential'\]"),
+    ("smollm2-135m", "allocator: jemalloc\n", r"allocator must be one of \['default', 'keep-freed'\]"),
 ])
 def test_bench_params_reject_bad_entries(tmp_path, models, extra, error):
     bad = tmp_path / "bench.yaml"

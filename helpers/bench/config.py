@@ -8,6 +8,7 @@ from pathlib import Path
 from helpers.config import ConfigError, TrainConfig, as_mapping, build, load_datasets, load_models, read_yaml
 from helpers.config.base import check, one_of
 from helpers.config.preset import COMPILE_MODES, MIN_MAX_LENGTH
+from helpers.core.allocator import ALLOCATORS
 from helpers.core.paths import PARAMS_DIR
 from helpers.evaluate.quantize import INT8_MODES
 
@@ -117,6 +118,10 @@ class BenchConfig:
     # (helpers/bench/turns.py), so a change of the host's speed meets both, with one peak memory for
     # both, but each step then ran about a tenth slower than alone on the AMD EPYC (docs/performance.md).
     train_order: str = "sequential"
+    # glibc's malloc for the whole bench process (helpers/core/allocator.py): "default", or
+    # "keep-freed", which keeps freed memory instead of faulting it back in every step (the
+    # baseline's padded activations; what slowed its steps when taking turns).
+    allocator: str = "default"
 
     def __post_init__(self) -> None:
         check(self, [
@@ -127,6 +132,7 @@ class BenchConfig:
             ("threads_train_steps", "a positive integer", _positive),
             ("profile_steps", "a non-negative integer", lambda v: v >= 0),
             ("train_order", *one_of(TRAIN_ORDERS)),
+            ("allocator", *one_of(ALLOCATORS)),
             ("int8", f"a list of int8 modes from {list(INT8_MODES)}", lambda v: set(v) <= set(INT8_MODES)),
         ])
         if self.train.quantization != "none":

@@ -21,6 +21,7 @@ from helpers.bench import baseline, measure
 from helpers.bench.config import BenchConfig, BenchData
 from helpers.bench.targets import MFU as TARGET_MFU
 from helpers.bench.targets import accuracy_equal, speedup_for
+from helpers.core import allocator
 from helpers.core.device import Precision, detect_device, precision_for
 from helpers.core.environment import cpu_name, environment
 from helpers.core.io import write_json
@@ -212,6 +213,7 @@ def run_bench(cfg: BenchConfig, model_ids: list[str] | None = None, dataset_ids:
     """
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
+    allocator.use(cfg.allocator)  # before any model loads: the whole process runs under it
     suffix = f".seed{seed}" if seed is not None else ""
     precision = precision_for(detect_device(device))
     out_dir = out_dir or experiments_dir() / "bench" / cfg.name
