@@ -116,7 +116,8 @@ class BenchConfig:
     # How the two paths' timed trainings share the machine: "sequential" trains one after the other,
     # each with its own peak memory; "interleaved" takes turns one optimizer step each
     # (helpers/bench/turns.py), so a change of the host's speed meets both, with one peak memory for
-    # both, but each step then ran about a tenth slower than alone on the AMD EPYC (docs/performance.md).
+    # both; under glibc's default allocator the baseline's steps then ran 9-16 % slower than alone
+    # (docs/performance.md), with `allocator: keep-freed` as fast.
     train_order: str = "sequential"
     # glibc's malloc for the whole bench process (helpers/core/allocator.py): "default", or
     # "keep-freed", which keeps freed memory instead of faulting it back in every step (the
