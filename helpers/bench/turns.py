@@ -21,9 +21,9 @@ thousands of small regions in a step of our micro-batches waits to be woken. Mea
 median step took 3.8 s on the main thread and 5.3-5.7 s alone on a second thread, 5.1-5.5 s taking
 turns in threads with the baseline; on greenlets 3.7 s alone. Under glibc's default allocator the
 baseline's steps still ran 9-16 % slower in turn than alone (the EPYC; the Intel Xeon): its padded
-activations, handed back to the kernel when freed, fault in again every step, and more so between
-our path's steps. With the bench's `allocator: keep-freed` they ran as fast in turn as alone, and
-the two orders gave the same speed-up (docs/decisions.md).
+activations, handed back to the kernel when freed, fault in again every step. With the bench's
+`allocator: keep-freed` they ran as fast in turn as alone, and the two orders gave the same
+speed-up (docs/decisions.md).
 """
 from __future__ import annotations
 
