@@ -11,7 +11,8 @@ slower than alone; with freed memory kept (the same comparison, 70 faults a step
 
 `keep_freed_memory` sets what the environment variables MALLOC_MMAP_THRESHOLD_ and
 MALLOC_TRIM_THRESHOLD_ would set at start: blocks up to 32 MiB (glibc's largest threshold) come
-from the heap, and the heap is never trimmed. The process keeps its peak memory until it ends.
+from the heap, and the heap is trimmed only when over 2 GiB of its top is free (mallopt takes an
+int). The process keeps nearly its peak memory until it ends.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ ALLOCATORS = ("default", "keep-freed")
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit systems
-_NEVER_TRIM = 2**31 - 1  # mallopt takes an int
+_TRIM_ABOVE = 2**31 - 1  # the largest int mallopt takes
 
 
 def _mallopt():
@@ -43,7 +44,7 @@ def keep_freed_memory() -> None:
     mallopt = _mallopt()
     if mallopt is None:
         raise RuntimeError("allocator: keep-freed needs glibc's malloc (Linux); use allocator: default here")
-    if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) != 1 or mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM) != 1:
+    if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) != 1 or mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE) != 1:
         raise RuntimeError("glibc's mallopt refused the thresholds of allocator: keep-freed")
 
 
