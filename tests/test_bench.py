@@ -400,7 +400,7 @@ def tiny_bench(tmp_path: Path) -> bench_config.BenchConfig:
         name="tiny", models=["smollm2-135m"], seed=0,
         datasets=[bench_config.BenchData("sst2", max_length=32, train_examples=8, validation_examples=8,
                                         infer_examples=8, batch_sizes=[1, 4], extras=True)],
-        train=dataclasses.replace(config.TrainConfig(), batch_size=4, eval_batch_size=8),
+        train=dataclasses.replace(config.TrainConfig(), batch_size=4, eval_batch_size=8, epochs=2),  # 3 steady steps
         infer=bench_config.InferSettings(warmup=1, repeats=2, latency_repeats=3),
         matmul=bench_config.MatmulSettings(size=64, warmup=1, repeats=2),
         threads=[1, 2], threads_train_steps=1,
@@ -461,6 +461,30 @@ def test_seeds_table_pools_the_discordant_answers_of_every_seed():
     assert (pooled["train speedup (min)"], pooled["train speedup (max)"]) == (2.7, 3.1)
 
 
+def step_summary(seconds: list[float], tokens: list[int], warmup_steps: int = 1) -> dict:
+    """The keys of a training summary that `speedup_interval` reads."""
+    return {"step_seconds": seconds, "step_tokens": tokens, "warmup_steps": warmup_steps}
+
+
+def test_speedup_interval_pairs_the_steps_and_leaves_the_warm_up_out():
+    rng = np.random.default_rng(0)
+    tokens = [int(t) for t in rng.integers(200, 900, 31)]
+    ours = [60.0] + [t / 250 for t in tokens[1:]]  # a slow first step, then 250 tokens/s
+    reference = [1.0] + [2.2 * t / 250 * f for t, f in zip(tokens[1:], rng.uniform(0.9, 1.1, 30))]
+    interval = measure.speedup_interval(step_summary(ours, tokens), step_summary(reference, tokens))
+    assert interval["steps"] == 30
+    assert interval["speedup"] == pytest.approx(sum(reference[1:]) / sum(ours[1:]))
+    assert interval["low"] < interval["speedup"] < interval["high"]
+    assert 2.1 < interval["low"] and interval["high"] < 2.3  # steps 0.9-1.1 of 2.2x apart: a narrow interval
+    assert 0.9 * 2.2 <= interval["step_ratio_min"] <= interval["step_ratio_median"] <= interval["step_ratio_max"]
+    steadier = measure.speedup_interval(step_summary(ours, tokens), step_summary([1.0] + [2.2 * t / 250 for t in
+                                                                                         tokens[1:]], tokens))
+    assert steadier["high"] - steadier["low"] < 1e-9 < interval["high"] - interval["low"]
+    other_batches = tokens[::-1]
+    assert measure.speedup_interval(step_summary(ours, tokens), step_summary(reference, other_batches)) is None
+    assert measure.speedup_interval(step_summary(ours, tokens), {"warmup_steps": 1}) is None  # files before it
+
+
 def test_accuracy_on_the_test_split_scores_1000_reviews_and_times_only_the_infer_examples():
     cfg = bench_config.load_bench(PARAMS_DIR / "bench-accuracy.yaml")
     data = cfg.dataset("finefoods")
@@ -485,6 +509,10 @@ def test_bench_runs_end_to_end_and_writes_every_key(tiny, mirror, tmp_path, monk
     assert record["train"]["ours"]["train_tokens"] == record["train"]["reference"]["train_tokens"]
     steps = record["train"]["ours"]["steps"]  # the two trainings took turns: a turn to each step's end, one more
     assert record["train_order"] == "interleaved" and record["train_turns"] == 2 * (steps + 1)
+    interval = record["train_speedup_interval"]  # both paths read the same batches: their steps pair
+    assert interval["speedup"] == pytest.approx(record["train_speedup"])
+    assert interval["steps"] == steps - record["train"]["ours"]["warmup_steps"] and interval["low"] <= interval["high"]
+    assert tables.speedup_interval_text(record) in tables.summary_line(record)
     assert record["train"]["ours"]["peak_memory"]["paths"] == ["ours", "reference"]
     assert set(record["infer"]["by_batch_size"]["ours"]) == {"1", "4"}
     assert record["infer_agreement"] == 1.0  # one merged model, two paths: the same labels

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import bootstrap
 
 from helpers import config
 from helpers.bench import baseline, profile, turns
@@ -113,7 +114,40 @@ def train_summary(result: trainer.TrainResult, warmup_steps: int, flops_per_toke
         "train_samples": result.train_samples,
         "train_tokens": result.train_tokens,
         "mfu": flops.mfu(tokens_per_sec, flops_per_token, peak_gflops),
+        "step_seconds": [float(x) for x in seconds],  # every step, warm-up included (since 2026-11-30)
+        "step_tokens": [int(x) for x in tokens],
     }
+
+
+def speedup_interval(ours: dict, reference: dict, confidence: float = 0.95, n_resamples: int = 2000,
+                     seed: int = 0) -> dict | None:
+    """The training speed-up with a bootstrap interval over the steady steps, resampled in pairs.
+
+    Both paths read the same random batches (helpers/train/sampler.py), so step i of one computes
+    the real tokens of step i of the other and the speed-up is the ratio of their summed step times.
+    Resampling the steps in pairs (`scipy.stats.bootstrap`, percentile) says how much that ratio
+    rests on a few steps. It does not see what moves a whole training (the host's state between two
+    trainings run one after the other); taking turns (`train_order: interleaved`) times step i of
+    both paths seconds apart, where the pairing also cancels the host's drift. None for summaries
+    without step times (files before 2026-11-30) or whose steps do not pair (other batches)."""
+    if "step_seconds" not in ours or "step_seconds" not in reference:
+        return None
+    if ours["step_tokens"] != reference["step_tokens"]:
+        return None
+    skip = max(ours["warmup_steps"], reference["warmup_steps"])
+    mine, theirs = np.asarray(ours["step_seconds"][skip:]), np.asarray(reference["step_seconds"][skip:])
+    if len(mine) < 2:
+        return None
+
+    def ratio(ours_s: np.ndarray, reference_s: np.ndarray, axis: int = -1) -> np.ndarray:
+        return reference_s.sum(axis=axis) / ours_s.sum(axis=axis)
+
+    result = bootstrap((mine, theirs), ratio, n_resamples=n_resamples, confidence_level=confidence,
+                       method="percentile", paired=True, vectorized=True, random_state=seed)
+    return {"speedup": float(ratio(mine, theirs)), "low": float(result.confidence_interval.low),
+            "high": float(result.confidence_interval.high), "confidence": confidence, "steps": len(mine),
+            "step_ratio_median": float(np.median(theirs / mine)), "step_ratio_min": float(np.min(theirs / mine)),
+            "step_ratio_max": float(np.max(theirs / mine))}
 
 
 def scored(splits: DatasetSplits, bench_data: BenchData) -> pd.DataFrame:

@@ -128,6 +128,7 @@ def bench_model(spec: config.ModelSpec, splits: DatasetSplits, bench_data: Bench
         "train_tokens_per_sec_ours": ours["tokens_per_sec"],
         "train_tokens_per_sec_reference": ref["tokens_per_sec"],
         "train_speedup": ours["tokens_per_sec"] / ref["tokens_per_sec"],
+        "train_speedup_interval": measure.speedup_interval(ours, ref),  # steps resampled in pairs
         "train_order": cfg.train_order,
         "train_turns": len(turn_order),  # interleaved: each path's steps and one more each; sequential: 2
         "val_accuracy_ours": ours["val_accuracy"],

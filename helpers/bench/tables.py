@@ -27,9 +27,20 @@ def _mcnemar_text(paired: dict | None) -> str:
             f"p = {paired['p_value']:.2f})")
 
 
+def speedup_interval_text(r: dict) -> str | None:
+    """The training speed-up's interval over its steps resampled in pairs (helpers/bench/measure.py
+    `speedup_interval`), where recorded (since 2026-11-30)."""
+    interval = r.get("train_speedup_interval")
+    if not interval:
+        return None
+    return f"{interval['low']:.2f}-{interval['high']:.2f}x ({interval['confidence']:.0%}, {interval['steps']} steps)"
+
+
 def summary_line(r: dict) -> str:
+    interval = speedup_interval_text(r)
     return (f"{r['dataset']}/{r['model']}: train {r['train_tokens_per_sec_ours']:.1f} vs "
-            f"{r['train_tokens_per_sec_reference']:.1f} tokens/s ({r['train_speedup']:.2f}x, MFU {r['train_mfu']:.0%}), "
+            f"{r['train_tokens_per_sec_reference']:.1f} tokens/s ({r['train_speedup']:.2f}x"
+            f"{f', {interval}' if interval else ''}, MFU {r['train_mfu']:.0%}), "
             f"accuracy {r['val_accuracy_ours']:.3f} vs {r['val_accuracy_reference']:.3f}"
             f"{_mcnemar_text(r.get('val_mcnemar'))}; infer "
             f"{r['infer_samples_per_sec_ours']:.2f} vs {r['infer_samples_per_sec_reference']:.2f} samples/s "
@@ -95,8 +106,10 @@ def seeds_table(records: list[dict]) -> pd.DataFrame:
 
 
 def targets_table(records: list[dict]) -> pd.DataFrame:
-    """The targets met or not, with the paired test behind `val_accuracy_equal` (recorded since 2026-11-27)."""
+    """The targets met or not, with the paired test behind `val_accuracy_equal` (recorded since
+    2026-11-27) and the interval behind the training speed-up (since 2026-11-30)."""
     return pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], **r["targets"],
+                          "train speedup": r["train_speedup"], "interval over steps": speedup_interval_text(r),
                           "held-out n": r["data"]["validation_examples"],
                           "McNemar p": (r.get("val_mcnemar") or {}).get("p_value")}
                          for r in records]).set_index(["dataset", "model"])
