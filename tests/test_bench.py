@@ -436,9 +436,14 @@ def seed_record(seed: int, ours_only: int, ref_only: int, examples: int = 1000, 
                             "p_value": 0.5}}
 
 
-@pytest.mark.parametrize("folder", ["cpu-amd-epyc-2t-accuracy", "cpu-intel-r-xeon-r-processor-2t-accuracy"])
+@pytest.mark.parametrize("folder", ["cpu-amd-epyc-2t-accuracy", "cpu-intel-r-xeon-r-processor-2t-accuracy",
+                                    "cpu-intel-r-xeon-r-processor-2t-accuracy-interleaved-keep-freed"])
 def test_the_published_accuracy_bench_renders_every_table_and_figure(folder):
     records = tables.load_results(PARAMS_DIR.parent / "reports" / "benchmarks" / folder)
+    for r in records:  # step times recorded since 2026-11-30: both paths' steps pair, around the speed-up
+        interval = r.get("train_speedup_interval")
+        assert (interval is not None) == ("step_seconds" in r["train"]["ours"])
+        assert interval is None or interval["low"] <= r["train_speedup"] <= interval["high"]
     assert sorted(r["seed"] for r in records if r["model"] == "gemma3-270m") == [7, 42, 1337]
     assert {("finefoods", "gemma3-270m", seed) for seed in (7, 42, 1337)} <= set(tables.summary_table(records).index)
     assert tables.seeds_table(records).loc[("finefoods", "gemma3-270m"), "examples"] == 3000
