@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import bootstrap
 
 from helpers import config
 from helpers.bench import baseline, profile, turns
@@ -23,7 +22,7 @@ from helpers.core.device import Precision
 from helpers.data.records import DatasetSplits
 from helpers.evaluate import quantize
 from helpers.evaluate.inference import count_tokens, predict_proba
-from helpers.evaluate.significance import mcnemar_exact
+from helpers.evaluate.significance import bootstrap_ci, mcnemar_exact
 from helpers.pipeline.run import seed_everything
 from helpers.speed import flops
 from helpers.speed.timing import machine_load, peak_memory, summarize, time_interleaved
@@ -125,11 +124,12 @@ def speedup_interval(ours: dict, reference: dict, confidence: float = 0.95, n_re
 
     Both paths read the same random batches (helpers/train/sampler.py), so step i of one computes
     the real tokens of step i of the other and the speed-up is the ratio of their summed step times.
-    Resampling the steps in pairs (`scipy.stats.bootstrap`, percentile) says how much that ratio
-    rests on a few steps. It does not see what moves a whole training (the host's state between two
-    trainings run one after the other); taking turns (`train_order: interleaved`) times step i of
-    both paths seconds apart, where the pairing also cancels the host's drift. None for summaries
-    without step times (files before 2026-11-30) or whose steps do not pair (other batches)."""
+    Resampling the steps in pairs (the studies' percentile bootstrap, helpers/evaluate/significance.py)
+    says how much that ratio rests on which steps were drawn. It does not see what moves a whole
+    training (the host's state between two trainings run one after the other); taking turns
+    (`train_order: interleaved`) times step i of both paths seconds apart, where the pairing also
+    cancels the host's drift. None for summaries without step times (files before 2026-11-30) or
+    whose steps do not pair (other batches)."""
     if "step_seconds" not in ours or "step_seconds" not in reference:
         return None
     if ours["step_tokens"] != reference["step_tokens"]:
@@ -142,12 +142,11 @@ def speedup_interval(ours: dict, reference: dict, confidence: float = 0.95, n_re
     def ratio(ours_s: np.ndarray, reference_s: np.ndarray, axis: int = -1) -> np.ndarray:
         return reference_s.sum(axis=axis) / ours_s.sum(axis=axis)
 
-    result = bootstrap((mine, theirs), ratio, n_resamples=n_resamples, confidence_level=confidence,
-                       method="percentile", paired=True, vectorized=True, random_state=seed)
-    return {"speedup": float(ratio(mine, theirs)), "low": float(result.confidence_interval.low),
-            "high": float(result.confidence_interval.high), "confidence": confidence, "steps": len(mine),
-            "step_ratio_median": float(np.median(theirs / mine)), "step_ratio_min": float(np.min(theirs / mine)),
-            "step_ratio_max": float(np.max(theirs / mine))}
+    low, high = bootstrap_ci(mine, theirs, ratio, n_resamples, confidence, seed, vectorized=True)
+    steps = theirs / mine
+    return {"speedup": float(ratio(mine, theirs)), "low": low, "high": high, "confidence": confidence,
+            "steps": len(mine), "step_ratio_median": float(np.median(steps)), "step_ratio_min": float(steps.min()),
+            "step_ratio_max": float(steps.max())}
 
 
 def scored(splits: DatasetSplits, bench_data: BenchData) -> pd.DataFrame:
